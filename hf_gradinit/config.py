@@ -1,0 +1,149 @@
+"""`GradInitConfig`: every knob of the method, with the paper's symbol in its help text."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+TARGET_OPTIMIZERS = ("adam", "adamw", "sgd")
+BATCH_SPLITS = ("overlap", "disjoint", "same")
+
+
+@dataclass
+class GradInitConfig:
+    """Settings of one GradInit run.
+
+    The defaults are the published IWSLT'14 settings (`GradInitConfig.iwslt()`); `GradInitConfig.cifar()` holds
+    the CIFAR-10 (SGD) ones. Saves to and loads from JSON; an infinite `grad_norm_bound` is stored as `null`.
+    """
+
+    iterations: int = field(default=780, metadata={"help": "Number of GradInit iterations (T)."})
+    target_optimizer: Literal["adam", "adamw", "sgd"] = field(
+        default="adam",
+        metadata={"help": "Optimizer whose first step GradInit optimises for (A): 'adam', 'adamw' or 'sgd'."},
+    )
+    target_lr: float = field(
+        default=1e-3, metadata={"help": "Learning rate of that first step (eta); usually the training peak lr."}
+    )
+    target_weight_decay: float = field(
+        default=0.0,
+        metadata={"help": "Decoupled weight decay of the 'adamw' step (lambda), applied to blocks with ndim >= 2."},
+    )
+    target_eps: float = field(default=1e-8, metadata={"help": "Adam epsilon of the first step: A[g] = g/(|g|+eps)."})
+    scale_lr: float = field(default=2.5e-3, metadata={"help": "Adam learning rate on the scales alpha (tau)."})
+    scale_betas: tuple[float, float] = field(default=(0.9, 0.98), metadata={"help": "Adam betas on the scales alpha."})
+    grad_norm_bound: float = field(
+        default=1000.0,
+        metadata={
+            "help": "Bound on the gradient norm (gamma): L1 for adam/adamw, L2 for sgd; inf turns the constraint off."
+        },
+    )
+    min_scale: float = field(
+        default=0.01, metadata={"help": "Lower clamp of alpha for weights, norm-layer weights and embeddings."}
+    )
+    bias_min_scale: float = field(default=0.0, metadata={"help": "Lower clamp of alpha for biases."})
+    norm_max_scale: float | None = field(
+        default=100.0, metadata={"help": "Upper clamp of alpha for norm-layer weights; None for no clamp."}
+    )
+    scale_grad_clip: float | None = field(
+        default=None, metadata={"help": "Clip each scalar alpha-gradient to [-clip, clip]; None for no clipping."}
+    )
+    normalize_sgd_step: bool = field(
+        default=False, metadata={"help": "For 'sgd': step along g/||g||_2 instead of g (the CIFAR setting)."}
+    )
+    batch_split: Literal["overlap", "disjoint", "same"] = field(
+        default="overlap",
+        metadata={
+            "help": "How a batch becomes S and S~: 'overlap' (first and last two thirds, as published), "
+            "'disjoint' (halves) or 'same' (both the whole batch)."
+        },
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of the random number generator during the search."})
+
+    def __post_init__(self) -> None:
+        self.scale_betas = tuple(self.scale_betas)  # JSON and argument parsers give lists
+        if self.grad_norm_bound is None:
+            self.grad_norm_bound = math.inf
+        problems = []
+        if not isinstance(self.iterations, int) or self.iterations < 1:
+            problems.append(f"iterations must be a positive integer, got {self.iterations!r}")
+        if self.target_optimizer not in TARGET_OPTIMIZERS:
+            problems.append(f"target_optimizer must be one of {TARGET_OPTIMIZERS}, got {self.target_optimizer!r}")
+        if self.batch_split not in BATCH_SPLITS:
+            problems.append(f"batch_split must be one of {BATCH_SPLITS}, got {self.batch_split!r}")
+        for name in ("target_lr", "scale_lr", "grad_norm_bound", "target_eps"):
+            if not getattr(self, name) > 0:
+                problems.append(f"{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("target_weight_decay", "min_scale", "bias_min_scale"):
+            if not getattr(self, name) >= 0:
+                problems.append(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.norm_max_scale is not None and not self.norm_max_scale > self.min_scale:
+            problems.append(
+                f"norm_max_scale must be > min_scale ({self.min_scale}) or None, got {self.norm_max_scale!r}"
+            )
+        if self.scale_grad_clip is not None and not self.scale_grad_clip > 0:
+            problems.append(f"scale_grad_clip must be > 0 or None, got {self.scale_grad_clip!r}")
+        if len(self.scale_betas) != 2 or not all(0 <= b < 1 for b in self.scale_betas):
+            problems.append(f"scale_betas must be two numbers in [0, 1), got {self.scale_betas!r}")
+        if self.target_weight_decay and self.target_optimizer != "adamw":
+            problems.append("target_weight_decay only applies to target_optimizer='adamw'; set one or the other")
+        if self.normalize_sgd_step and self.target_optimizer != "sgd":
+            problems.append("normalize_sgd_step only applies to target_optimizer='sgd'; set one or the other")
+        if problems:
+            raise ValueError("Invalid GradInitConfig: " + "; ".join(problems) + ".")
+
+    @property
+    def grad_norm_order(self) -> int:
+        """p of the bounded norm ||g||_p: 1 for Adam-type targets, 2 for SGD."""
+        return 2 if self.target_optimizer == "sgd" else 1
+
+    @classmethod
+    def iwslt(cls, **overrides: Any) -> GradInitConfig:
+        """Published IWSLT'14 De-En setting (Post-LN Transformer, Adam, no warmup afterwards)."""
+        return cls(**overrides)
+
+    @classmethod
+    def cifar(cls, **overrides: Any) -> GradInitConfig:
+        """Published CIFAR-10 setting (SGD with normalized step; tau = 1e-2 is the VGG-19-without-BN value)."""
+        settings: dict[str, Any] = dict(
+            iterations=390,
+            target_optimizer="sgd",
+            target_lr=0.1,
+            normalize_sgd_step=True,
+            scale_lr=1e-2,
+            scale_betas=(0.9, 0.999),
+            grad_norm_bound=1.0,
+            scale_grad_clip=1.0,
+            norm_max_scale=None,
+        )
+        return cls(**{**settings, **overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (infinite bound as None)."""
+        data = dataclasses.asdict(self)
+        data["scale_betas"] = list(self.scale_betas)
+        if math.isinf(self.grad_norm_bound):
+            data["grad_norm_bound"] = None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GradInitConfig:
+        """Inverse of `to_dict`; unknown keys are an error so typos don't pass silently."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"Unknown GradInitConfig field(s) {unknown}; valid fields are {sorted(names)}.")
+        return cls(**data)
+
+    def save(self, path: str | Path) -> None:
+        """Write the config as JSON."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> GradInitConfig:
+        """Read a config written by `save`."""
+        return cls.from_dict(json.loads(Path(path).read_text()))

@@ -1,0 +1,401 @@
+"""GradInit: learn one scale per parameter block so that the target optimizer's first step lowers the loss most.
+
+The search never writes to the model: every forward pass runs through `torch.func.functional_call` with
+substituted tensors, and the scales are folded into the weights only after the last iteration. So an exception
+or an interrupt leaves the model exactly as it was.
+
+Cost per iteration:
+- objective step: two first-order forward+backward passes (on S at theta, on S~ at the stepped theta');
+  the step is detached, so d J / d alpha_i = <dL(S~)/dtheta'_i, w_i> / eta needs no second-order graph.
+- constraint step: the gradient-norm gradient is a Hessian-vector product (double backward), run under the math
+  attention backend. The graph for it is built speculatively when the previous step was a constraint step,
+  otherwise the first pass is redone with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from tqdm.auto import tqdm
+
+from .batching import cycle_batches, split_batch, to_device
+from .blocks import Parameter, trainable_parameters
+from .config import GradInitConfig
+from .result import GradInitResult
+
+logger = logging.getLogger("hf_gradinit")
+
+LossFn = Callable[[nn.Module, Any], torch.Tensor]
+_ADAM_EPS = 1e-8  # epsilon of the Adam optimizer on the scales
+
+
+def default_loss(model: nn.Module, batch: Any) -> torch.Tensor:
+    """`model(**batch).loss`, the Hugging Face convention (the batch holds `labels`)."""
+    return model(**batch).loss
+
+
+def init_with_gradinit(
+    model: nn.Module,
+    batches: Iterable[Any],
+    config: GradInitConfig | None = None,
+    *,
+    loss_fn: LossFn | None = None,
+    progress_bar: bool | None = None,
+    log_every: int = 50,
+    **overrides: Any,
+) -> GradInitResult:
+    """Run GradInit on `model` in place and return the learned scales.
+
+    Args:
+        model: any `torch.nn.Module` (e.g. a `PreTrainedModel`), on the device to run on, not yet wrapped in DDP.
+        batches: an iterable of training batches (a DataLoader, a list...), cycled when shorter than the run.
+            Dicts, tuples and lists of tensors are split along their first dimension into S and S~.
+        config: a `GradInitConfig`; default `GradInitConfig()` (the published IWSLT settings).
+        loss_fn: `loss_fn(model, batch) -> scalar tensor`, called while the model's parameters are temporarily
+            the scaled / stepped ones. Default: `model(**batch).loss`.
+        progress_bar: show a tqdm bar; default only on a terminal and on rank 0.
+        log_every: log a progress line every this many iterations (0: only at the end).
+        **overrides: `GradInitConfig` fields that replace those of `config`.
+
+    Under `torch.distributed` every rank passes its own batches; gradients and alpha-gradients are averaged
+    across ranks, so every rank ends with the same weights (those of rank 0's initialisation, rescaled).
+    """
+    config = _resolve_config(config, overrides)
+    if loss_fn is None:
+        loss_fn = default_loss
+        batches = _require_labels(batches)
+    search = GradInitSearch(model, config, loss_fn)
+    start = time.perf_counter()
+    show_bar = progress_bar if progress_bar is not None else (sys.stderr.isatty() and search.rank == 0)
+    with search.search_mode(), tqdm(total=config.iterations, desc="GradInit", disable=not show_bar) as bar:
+        for iteration, batch in zip(range(config.iterations), cycle_batches(batches)):
+            record = search.iterate(batch, iteration)
+            bar.update()
+            bar.set_postfix(loss=record["lookahead_loss"] or record["loss"], gnorm=f"{record['grad_norm']:.3g}")
+            if (
+                search.rank == 0
+                and log_every
+                and (iteration + 1) % log_every == 0
+                and iteration + 1 < config.iterations
+            ):
+                search.log_progress(iteration)
+    result = GradInitResult(
+        scales=search.scales(),
+        config=config,
+        kinds={search.params[i].name: search.params[i].kind for i in search.block_index},
+        history=search.history,
+        wall_time=time.perf_counter() - start,
+        world_size=search.world_size,
+    )
+    search.fold_into(model, result)
+    if search.rank == 0:
+        search.log_progress(config.iterations - 1, final=True)
+    return result
+
+
+def _resolve_config(config: GradInitConfig | None, overrides: dict[str, Any]) -> GradInitConfig:
+    if config is not None and not isinstance(config, GradInitConfig):
+        raise TypeError(f"config must be a GradInitConfig, got {type(config).__name__}.")
+    data = (config or GradInitConfig()).to_dict()
+    unknown = sorted(set(overrides) - set(data))
+    if unknown:
+        raise TypeError(
+            f"init_with_gradinit() got unknown argument(s) {unknown}; GradInitConfig fields are {sorted(data)}."
+        )
+    return GradInitConfig.from_dict({**data, **overrides})
+
+
+def _require_labels(batches: Iterable[Any]) -> Iterator[Any]:
+    """Check, lazily, that batches suit the default loss, `model(**batch).loss`."""
+    for batch in batches:
+        if not isinstance(batch, Mapping) or "labels" not in batch:
+            kind = f"dict with keys {sorted(batch)}" if isinstance(batch, Mapping) else type(batch).__name__
+            raise ValueError(
+                f"The default GradInit loss is model(**batch).loss, which needs dict batches with 'labels'; got a "
+                f"{kind}. Add labels to the batches or pass loss_fn=lambda model, batch: ... returning a scalar loss."
+            )
+        yield batch
+
+
+class _LossModule(nn.Module):
+    """Lets `functional_call` substitute the parameters of `model` around an arbitrary `loss_fn(model, batch)`."""
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn) -> None:
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        return self.loss_fn(self.model, batch)
+
+
+class _ScaleAdam:
+    """Adam on the scale vector alpha; one instance per step kind, so the two kinds keep separate moments."""
+
+    def __init__(self, config: GradInitConfig, like: torch.Tensor) -> None:
+        self.lr, (self.beta1, self.beta2) = config.scale_lr, config.scale_betas
+        self.m, self.v, self.t = torch.zeros_like(like), torch.zeros_like(like), 0
+
+    def step(self, alpha: torch.Tensor, grad: torch.Tensor) -> None:
+        self.t += 1
+        self.m.mul_(self.beta1).add_(grad, alpha=1 - self.beta1)
+        self.v.mul_(self.beta2).addcmul_(grad, grad, value=1 - self.beta2)
+        m_hat = self.m / (1 - self.beta1**self.t)
+        v_hat = self.v / (1 - self.beta2**self.t)
+        alpha.sub_(self.lr * m_hat / (v_hat.sqrt() + _ADAM_EPS))
+
+
+class GradInitSearch:
+    """The state of one GradInit run; `init_with_gradinit` drives it. Public for benchmarks and tests."""
+
+    def __init__(self, model: nn.Module, config: GradInitConfig, loss_fn: LossFn) -> None:
+        self.model, self.config = model, config
+        self.params: list[Parameter] = trainable_parameters(model)
+        self.loss_module = _LossModule(model, loss_fn)
+        self.device = self.params[0].tensor.device
+        self.distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        self.world_size = dist.get_world_size() if self.distributed else 1
+        self.rank = dist.get_rank() if self.distributed else 0
+        # w: the starting tensors. Read-only views of the parameters, except under torch.distributed, where they
+        # are copies broadcast from rank 0 (as DDP would do) so that every rank scales the same weights.
+        self.weights = [p.tensor.detach() for p in self.params]
+        if self.distributed:
+            self.weights = [w.clone() for w in self.weights]
+            for w in self.weights:
+                dist.broadcast(w, src=0)
+        self.block_index = [i for i, p in enumerate(self.params) if p.is_block]
+        # fp32 at least (fp64 for a double model, so finite-difference checks are exact to many digits).
+        dtype = torch.promote_types(self.params[0].tensor.dtype, torch.float32)
+        self.alpha = torch.ones(len(self.block_index), device=self.device, dtype=dtype)
+        kinds = [self.params[i].kind for i in self.block_index]
+        self.alpha_min = torch.tensor(
+            [config.bias_min_scale if kind == "bias" else config.min_scale for kind in kinds],
+            device=self.device,
+            dtype=dtype,
+        )
+        no_max = math.inf if config.norm_max_scale is None else config.norm_max_scale
+        self.alpha_max = torch.tensor(
+            [no_max if kind == "norm_weight" else math.inf for kind in kinds], device=self.device, dtype=dtype
+        )
+        # d theta'_i / d (alpha_i w_i): 1, or 1 - eta * lambda for the matrices AdamW decays.
+        decay = config.target_lr * config.target_weight_decay
+        self.shrink = [1.0 - decay if p.tensor.dim() >= 2 else 1.0 for p in self.params]
+        self.block_shrink = torch.tensor([self.shrink[i] for i in self.block_index], device=self.device, dtype=dtype)
+        self.optimizers = {"objective": _ScaleAdam(config, self.alpha), "constraint": _ScaleAdam(config, self.alpha)}
+        self.history: list[dict[str, Any]] = []
+        self.expect_constraint = False
+
+    # -- one iteration -------------------------------------------------------------------------------------------
+
+    def iterate(self, batch: Any, iteration: int) -> dict[str, Any]:
+        """One GradInit iteration on `batch`; appends to and returns the history record."""
+        first, second = split_batch(to_device(batch, self.device), self.config.batch_split)
+        build_graph = self.expect_constraint and math.isfinite(self.config.grad_norm_bound)
+        theta, loss, grads = self.first_pass(first, build_graph)
+        global_grads = self._mean_over_ranks_list([g.detach() for g in grads])
+        grad_norm = self.grad_norm(global_grads)
+        self._check_finite(iteration, loss=loss, grad_norm=grad_norm)
+        constraint = grad_norm > self.config.grad_norm_bound
+        lookahead_loss = None
+        if constraint:
+            if not build_graph:
+                theta, _, grads = self.first_pass(first, build_graph=True)
+            alpha_grad = self.constraint_gradient(theta, grads, global_grads)
+            del theta, grads
+        else:
+            del theta, grads  # free a speculative second-order graph before the look-ahead pass
+            lookahead, alpha_grad = self.objective_gradient(second, global_grads)
+            lookahead_loss = self._mean_over_ranks(lookahead.detach()).item()
+        alpha_grad = self._mean_over_ranks(alpha_grad)
+        self._check_finite(iteration, alpha_grad=alpha_grad)
+        self.update_scales(alpha_grad, "constraint" if constraint else "objective")
+        self.expect_constraint = constraint
+        record = {
+            "iteration": iteration,
+            "loss": self._mean_over_ranks(loss.detach()).item(),
+            "lookahead_loss": lookahead_loss,
+            "grad_norm": grad_norm,
+            "constraint_step": constraint,
+        }
+        self.history.append(record)
+        return record
+
+    def first_pass(
+        self, batch: Any, build_graph: bool
+    ) -> tuple[list[torch.Tensor], torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Loss and gradient on S at theta = alpha * w; with the graph for a double backward if asked."""
+        theta = [t.requires_grad_() for t in self.scaled_weights()]
+        attention = sdpa_kernel(SDPBackend.MATH) if build_graph else contextlib.nullcontext()
+        with attention:
+            loss = self.loss(theta, batch)
+            grads = torch.autograd.grad(loss, theta, create_graph=build_graph)
+        return theta, loss, grads
+
+    def objective_gradient(self, batch: Any, grads: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Look-ahead loss L(S~; theta') and its first-order gradient w.r.t. alpha, with the step detached."""
+        with torch.no_grad():
+            step = self.optimizer_direction(grads)
+            theta = self.scaled_weights()
+            torch._foreach_mul_(theta, self.shrink)
+            torch._foreach_add_(theta, step, alpha=-self.config.target_lr)
+        theta = [t.requires_grad_() for t in theta]
+        lookahead = self.loss(theta, batch)
+        outer = torch.autograd.grad(lookahead, theta)
+        return lookahead, self._block_dots(outer) * self.block_shrink / self.config.target_lr
+
+    def constraint_gradient(
+        self, theta: list[torch.Tensor], grads: tuple[torch.Tensor, ...], global_grads: list[torch.Tensor]
+    ) -> torch.Tensor:
+        """Gradient of ||g||_p w.r.t. alpha: <H v, w_i> per block, v = d||g||_p / dg (a Hessian-vector product)."""
+        if self.config.grad_norm_order == 1:
+            v = [g.sign() for g in global_grads]
+        else:
+            norm = torch.sqrt(sum(g.square().sum() for g in global_grads))
+            v = [g / norm for g in global_grads]
+        # Gradient entries that do not depend on the parameters (constants of the graph) contribute nothing.
+        live = [i for i, g in enumerate(grads) if g.requires_grad]
+        hessian_v = [torch.zeros_like(t) for t in theta]
+        found = torch.autograd.grad(
+            [grads[i] for i in live], theta, grad_outputs=[v[i] for i in live], allow_unused=True
+        )
+        for i, h in enumerate(found):
+            if h is not None:
+                hessian_v[i] = h
+        return self._block_dots(hessian_v)
+
+    def update_scales(self, alpha_grad: torch.Tensor, kind: str) -> None:
+        """Adam step on alpha with the moments of this step kind, then the clamps."""
+        if self.config.scale_grad_clip is not None:
+            alpha_grad = alpha_grad.clamp(-self.config.scale_grad_clip, self.config.scale_grad_clip)
+        self.optimizers[kind].step(self.alpha, alpha_grad)
+        torch.maximum(self.alpha, self.alpha_min, out=self.alpha)
+        torch.minimum(self.alpha, self.alpha_max, out=self.alpha)
+
+    # -- pieces ----------------------------------------------------------------------------------------------------
+
+    def loss(self, theta: list[torch.Tensor], batch: Any) -> torch.Tensor:
+        """The user's loss with the model's trainable parameters replaced by `theta`."""
+        substitutes = {f"model.{p.name}": t for p, t in zip(self.params, theta)}
+        loss = torch.func.functional_call(self.loss_module, substitutes, (batch,))
+        if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+            shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+            raise ValueError(f"The GradInit loss must be a scalar tensor, got {shape}: return the mean loss.")
+        return loss
+
+    def scaled_weights(self) -> list[torch.Tensor]:
+        """Fresh tensors alpha_i * w_i (zero-norm tensors copied unscaled)."""
+        theta = [w.clone() for w in self.weights]
+        block_theta = [theta[i] for i in self.block_index]
+        torch._foreach_mul_(block_theta, list(self.alpha.unbind()))
+        return theta
+
+    def grad_norm(self, grads: list[torch.Tensor]) -> float:
+        """||g||_p over all trainable parameters: p = 1 for Adam, 2 for SGD."""
+        norms = torch._foreach_norm(grads, self.config.grad_norm_order)
+        total = torch.stack(norms).norm(self.config.grad_norm_order)
+        return total.item()
+
+    def optimizer_direction(self, grads: list[torch.Tensor]) -> list[torch.Tensor]:
+        """A[g]: Adam's first step g / (|g| + eps), or g (optionally normalised) for SGD."""
+        if self.config.target_optimizer == "sgd":
+            if not self.config.normalize_sgd_step:
+                return grads
+            norm = torch.stack(torch._foreach_norm(grads, 2)).norm(2)
+            return torch._foreach_div(grads, norm)
+        return torch._foreach_div(grads, torch._foreach_add(torch._foreach_abs(grads), self.config.target_eps))
+
+    def _block_dots(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        """Per block i: <tensors_i, w_i>, accumulated in the dtype of alpha."""
+        dtype = self.alpha.dtype
+        return torch.stack([torch.sum(tensors[i].to(dtype) * self.weights[i].to(dtype)) for i in self.block_index])
+
+    def _mean_over_ranks(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.distributed:
+            tensor = tensor.clone()
+            dist.all_reduce(tensor)
+            tensor /= self.world_size
+        return tensor
+
+    def _mean_over_ranks_list(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The gradient of the mean loss over all ranks' batches (one all-reduce of the flattened gradient)."""
+        if not self.distributed:
+            return tensors
+        flat = self._mean_over_ranks(torch.cat([t.reshape(-1) for t in tensors]))
+        return [chunk.view_as(t) for chunk, t in zip(flat.split([t.numel() for t in tensors]), tensors)]
+
+    def _check_finite(self, iteration: int, **values: torch.Tensor | float) -> None:
+        for name, value in values.items():
+            finite = math.isfinite(value) if isinstance(value, float) else bool(torch.isfinite(value).all())
+            if finite:
+                continue
+            causes = {
+                "loss": "the model's loss is already non-finite on this batch (check inputs, labels, padding) or the "
+                "scales have grown too large (lower scale_lr)",
+                "grad_norm": "the gradient overflows at the current scales (lower scale_lr or grad_norm_bound, "
+                "or run in fp32)",
+                "alpha_grad": "the look-ahead step diverged (target_lr too large for this model) or the loss "
+                "overflows (run in fp32)",
+            }
+            raise FloatingPointError(
+                f"GradInit iteration {iteration}: non-finite {name}. Likely cause: {causes[name]}. "
+                "The model was left unchanged."
+            )
+
+    def log_progress(self, iteration: int, final: bool = False) -> None:
+        recent = self.history[-50:]
+        constraint_steps = sum(r["constraint_step"] for r in self.history)
+        lookahead = [r["lookahead_loss"] for r in recent if r["lookahead_loss"] is not None]
+        logger.info(
+            "GradInit %s %d/%d: loss(S) %.4f, look-ahead loss(S~) %s, |g|_%d %.4g, constraint steps %d",
+            "done" if final else "iteration",
+            iteration + 1,
+            self.config.iterations,
+            self.history[-1]["loss"],
+            f"{sum(lookahead) / len(lookahead):.4f}" if lookahead else "n/a",
+            self.config.grad_norm_order,
+            self.history[-1]["grad_norm"],
+            constraint_steps,
+        )
+
+    def scales(self) -> dict[str, float]:
+        """The learned scale of each block, by parameter name."""
+        return {self.params[i].name: float(a) for i, a in zip(self.block_index, self.alpha.tolist())}
+
+    def fold_into(self, model: nn.Module, result: GradInitResult) -> None:
+        """w <- alpha * w, in place (the only write to the model)."""
+        if self.distributed:
+            with torch.no_grad():
+                for p, w in zip(self.params, self.weights):
+                    p.tensor.copy_(w)
+        result.apply_to(model)
+
+    @contextlib.contextmanager
+    def search_mode(self) -> Iterator[None]:
+        """Dropout off, BatchNorm on batch statistics, fp32, seeded RNG; all restored on exit, even on error."""
+        modes = {module: module.training for module in self.model.modules()}
+        self.model.eval()
+        batch_norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        saved_buffers = [(b, b.clone()) for m in batch_norms for b in m.buffers(recurse=False)]
+        for module in batch_norms:
+            module.train()
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        try:
+            with torch.random.fork_rng(devices=devices), torch.autocast(self.device.type, enabled=False):
+                torch.manual_seed(self.config.seed)
+                yield
+        finally:
+            with torch.no_grad():
+                for buffer, saved in saved_buffers:
+                    buffer.copy_(saved)
+            for module, training in modes.items():
+                module.training = training

@@ -1,0 +1,135 @@
+"""`GradInitResult`: the learned scales, a replayable init recipe, and the record of the run."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import GradInitConfig
+
+RESULT_FORMAT_VERSION = 1
+
+
+@dataclass
+class GradInitResult:
+    """What a GradInit run learned and how it went.
+
+    Attributes:
+        scales: the scale alpha of each parameter block, by parameter name (tied weights: their first name).
+        config: the settings of the run.
+        kinds: the kind of each block: 'weight' (matrices, embeddings), 'norm_weight' or 'bias'.
+        history: one record per iteration: `iteration`, `loss` (on S), `lookahead_loss` (on S~ after the
+            target optimizer's step; None on constraint steps), `grad_norm` (||g||_p), `constraint_step`.
+        wall_time: seconds the run took.
+        world_size: number of processes whose batches were averaged.
+    """
+
+    scales: dict[str, float]
+    config: GradInitConfig
+    kinds: dict[str, str] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    wall_time: float = 0.0
+    world_size: int = 1
+
+    @property
+    def constraint_steps(self) -> int:
+        """How many iterations were constraint steps (gradient norm above the bound)."""
+        return sum(bool(record["constraint_step"]) for record in self.history)
+
+    def summary(self) -> dict[str, Any]:
+        """A short account of the run: scale statistics and the last losses."""
+        values = list(self.scales.values())
+        lookahead = [r["lookahead_loss"] for r in self.history if r["lookahead_loss"] is not None]
+        return {
+            "blocks": len(values),
+            "scale_min": min(values),
+            "scale_median": statistics.median(values),
+            "scale_max": max(values),
+            "iterations": len(self.history),
+            "constraint_steps": self.constraint_steps,
+            "first_lookahead_loss": lookahead[0] if lookahead else None,
+            "last_lookahead_loss": lookahead[-1] if lookahead else None,
+            "wall_time_s": round(self.wall_time, 3),
+            "world_size": self.world_size,
+        }
+
+    def to_dict(self, with_history: bool = True) -> dict[str, Any]:
+        """JSON-safe dict; without the history it is the record kept in `model.config.gradinit`."""
+        data: dict[str, Any] = {
+            "format_version": RESULT_FORMAT_VERSION,
+            "config": self.config.to_dict(),
+            "scales": dict(self.scales),
+            "kinds": dict(self.kinds),
+            "summary": self.summary(),
+            "wall_time": self.wall_time,
+            "world_size": self.world_size,
+        }
+        if with_history:
+            data["history"] = self.history
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GradInitResult:
+        """Inverse of `to_dict` (a record without history gives an empty history)."""
+        missing = {"config", "scales"} - set(data)
+        if missing:
+            raise ValueError(f"Not a GradInit result: missing {sorted(missing)}.")
+        return cls(
+            scales={name: float(value) for name, value in data["scales"].items()},
+            config=GradInitConfig.from_dict(data["config"]),
+            kinds=dict(data.get("kinds", {})),
+            history=list(data.get("history", [])),
+            wall_time=float(data.get("wall_time", 0.0)),
+            world_size=int(data.get("world_size", 1)),
+        )
+
+    def save(self, path: str | Path) -> None:
+        """Write the result (scales, config, history) as JSON."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> GradInitResult:
+        """Read a result written by `save`."""
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    @classmethod
+    def from_model(cls, model: nn.Module) -> GradInitResult | None:
+        """The result recorded in `model.config.gradinit`, or None if the model was not GradInit-initialised."""
+        record = getattr(getattr(model, "config", None), "gradinit", None)
+        return cls.from_dict(record) if record else None
+
+    def apply_to(self, model: nn.Module) -> nn.Module:
+        """Multiply each named parameter of `model` by its scale, in place, and record the result in its config.
+
+        Replays the init recipe on a freshly initialised model of the same architecture.
+        """
+        params = dict(model.named_parameters())
+        missing = sorted(set(self.scales) - set(params))
+        if missing:
+            raise ValueError(
+                f"The model has no parameter(s) {missing[:5]}{'...' if len(missing) > 5 else ''}: these scales were "
+                "learned on a different architecture."
+            )
+        with torch.no_grad():
+            for name, scale in self.scales.items():
+                params[name].mul_(scale)
+        self.record_in(model)
+        return model
+
+    def record_in(self, model: nn.Module) -> None:
+        """Store the result (without history) in `model.config.gradinit`, so it survives `save_pretrained`."""
+        config = getattr(model, "config", None)
+        if config is not None:
+            config.gradinit = self.to_dict(with_history=False)
+
+    def plot(self, path: str | Path) -> Path:
+        """Draw the per-layer scales (bar chart, log scale) to an image file; returns the path."""
+        from .plotting import plot_scales
+
+        return plot_scales(self, path)
