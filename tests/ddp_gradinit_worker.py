@@ -11,7 +11,7 @@ from tiny_models import classification_batches, tiny_bert_classifier  # noqa: E4
 
 from hf_gradinit import init_with_gradinit  # noqa: E402
 
-SETTINGS = dict(iterations=6, grad_norm_bound=60.0, scale_lr=0.02, batch_split="same", progress_bar=False)
+SETTINGS = dict(iterations=6, grad_norm_bound=11.2, scale_lr=0.02, batch_split="same", progress_bar=False)
 
 
 def main(out_dir: str) -> None:

@@ -47,6 +47,7 @@ def test_two_ranks_average_and_end_bit_identical(tmp_path):
     per_rank = [classification_batches(count=3, size=4, seed=10 + r) for r in range(2)]
     joint = [{k: torch.cat([a[k], b[k]]) for k in a} for a, b in zip(*per_rank)]
     model, reference = _single_process(joint)
+    assert 0 < reference.constraint_steps < len(reference.history)  # both step kinds are exercised
     for name, scale in reference.scales.items():
         assert ranks[0]["scales"][name] == pytest.approx(scale, rel=1e-4, abs=1e-6), name
     for name, tensor in model.state_dict().items():
