@@ -2,12 +2,30 @@
 
 from .config import GradInitConfig
 from .core import init_with_gradinit
+from .model_card import TrainingDetails, build_model_card, render_gradinit_section
+from .presets import POST_LN_PRESETS, fairseq_init_, post_ln_config
 from .result import GradInitResult
+from .trainer import (
+    GradInitSeq2SeqTrainer,
+    GradInitSeq2SeqTrainingArguments,
+    GradInitTrainer,
+    GradInitTrainingArguments,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "POST_LN_PRESETS",
     "GradInitConfig",
     "GradInitResult",
+    "GradInitSeq2SeqTrainer",
+    "GradInitSeq2SeqTrainingArguments",
+    "GradInitTrainer",
+    "GradInitTrainingArguments",
+    "TrainingDetails",
+    "build_model_card",
+    "fairseq_init_",
     "init_with_gradinit",
+    "post_ln_config",
+    "render_gradinit_section",
 ]

@@ -1,0 +1,171 @@
+"""Benchmark: the cost of a GradInit iteration relative to a training step, on the same batches.
+
+Each variant runs in a fresh child process (so its peak memory is its own), on the same model and batches:
+- train step: forward + backward + AdamW step on the whole batch (dropout off, as during GradInit);
+- objective step: GradInit's first-order step (forward+backward on S, then on S~ at the stepped weights);
+- constraint step: the gradient-norm step (double backward under the math attention backend), graph built
+  speculatively because the previous step was a constraint step; and the same after an objective step, when the
+  first pass has to be redone with the graph;
+- naive objective step: the published scheme, which takes the gradient with `create_graph=True` on every
+  iteration and differentiates the look-ahead loss through the Adam step theta - eta * sign(g): sign has zero
+  derivative, but autograd still runs the whole double backward to find that out.
+Prints a markdown table: median seconds per step, ratio to the train step, peak memory above the model's.
+
+    python scripts/bench_gradinit.py                                # 6+6-layer d=128 Post-LN Marian, CPU
+    python scripts/bench_gradinit.py --d_model 256 --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from transformers import MarianMTModel
+
+from hf_gradinit import GradInitConfig, fairseq_init_, post_ln_config
+from hf_gradinit.batching import split_batch
+from hf_gradinit.core import GradInitSearch, default_loss
+
+VARIANTS = (
+    "train step",
+    "objective step",
+    "constraint step",
+    "constraint step, first pass redone",
+    "naive objective step",
+)
+
+
+def build(args: argparse.Namespace) -> tuple[MarianMTModel, list[dict]]:
+    """The benchmark model (fairseq-initialised Post-LN Marian, default sdpa attention) and its batches."""
+    torch.manual_seed(0)
+    config = post_ln_config(
+        "small",
+        vocab_size=args.vocab_size,
+        d_model=args.d_model,
+        encoder_ffn_dim=4 * args.d_model,
+        decoder_ffn_dim=4 * args.d_model,
+    )
+    model = fairseq_init_(MarianMTModel(config)).to(args.device).eval()
+    generator = torch.Generator().manual_seed(1)
+    batches = []
+    for _ in range(args.batches):
+        source = torch.randint(2, args.vocab_size, (args.batch_size, args.length), generator=generator)
+        labels = torch.randint(2, args.vocab_size, (args.batch_size, args.length), generator=generator)
+        batches.append({"input_ids": source.to(args.device), "labels": labels.to(args.device)})
+    return model, batches
+
+
+def step_function(variant: str, model: MarianMTModel, args: argparse.Namespace) -> Callable[[dict], None]:
+    """One step of `variant` on a batch."""
+    if variant == "train step":
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.98))
+
+        def train_step(batch: dict) -> None:
+            optimizer.zero_grad(set_to_none=True)
+            model(**batch).loss.backward()
+            optimizer.step()
+
+        return train_step
+    # A finite bound that is never reached still allows a speculative graph; a tiny one forces constraint steps.
+    bound = 1e-6 if variant.startswith("constraint") else 1e30
+    config = GradInitConfig(grad_norm_bound=bound, scale_lr=1e-4)
+    search = GradInitSearch(model, config, default_loss)
+    counter = iter(range(10**9))
+
+    def naive_objective_step(batch: dict) -> None:
+        first, second = split_batch(batch, config.batch_split)
+        theta, _, grads = search.first_pass(first, build_graph=True)
+        stepped = [t - config.target_lr * g.sign() for t, g in zip(theta, grads)]  # not detached
+        outer = torch.autograd.grad(search.loss(stepped, second), theta)
+        search.update_scales(search._block_dots(outer) / config.target_lr, "objective")
+
+    def gradinit_step(batch: dict) -> None:
+        search.expect_constraint = variant == "constraint step"
+        search.iterate(batch, next(counter))
+
+    return naive_objective_step if variant == "naive objective step" else gradinit_step
+
+
+def _current_rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize()
+
+
+def measure(variant: str, args: argparse.Namespace, queue: multiprocessing.Queue) -> None:
+    """Child process: median time per step and peak memory above the state before the first step."""
+    torch.set_num_threads(args.threads)
+    model, batches = build(args)
+    step = step_function(variant, model, args)
+    cuda = args.device.startswith("cuda")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base = _current_rss_bytes()
+    times = []
+    for i in range(args.warmup + args.repeats):
+        batch = batches[i % len(batches)]
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        step(batch)
+        if cuda:
+            torch.cuda.synchronize()
+        if i >= args.warmup:
+            times.append(time.perf_counter() - start)
+    peak = torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    queue.put((statistics.median(times), max(peak - base, 0)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--d_model", type=int, default=128)
+    parser.add_argument("--vocab_size", type=int, default=8000)
+    parser.add_argument("--batch_size", type=int, default=48, help="sentences per batch")
+    parser.add_argument("--length", type=int, default=32, help="tokens per source and target sentence")
+    parser.add_argument("--batches", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+
+    context = multiprocessing.get_context("spawn")
+    results = {}
+    for variant in VARIANTS:
+        queue = context.Queue()
+        child = context.Process(target=measure, args=(variant, args, queue))
+        child.start()
+        results[variant] = queue.get()
+        child.join()
+        if child.exitcode:
+            raise SystemExit(f"{variant}: child process failed with exit code {child.exitcode}")
+
+    model, _ = build(args)
+    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if args.device.startswith("cuda"):
+        device = torch.cuda.get_device_name()
+    else:
+        device = f"CPU ({platform.machine()}, {args.threads} threads)"
+    print(
+        f"Post-LN Marian {model.config.encoder_layers}+{model.config.decoder_layers} layers, d={args.d_model}, "
+        f"{params / 1e6:.1f}M trainable parameters, batches of {args.batch_size}x{args.length} tokens, "
+        f"sdpa attention, torch {torch.__version__}, {device}\n"
+    )
+    train_time = results["train step"][0]
+    print("| step | median s | × train step | peak memory (MiB) |")
+    print("|---|---|---|---|")
+    for variant, (seconds, peak) in results.items():
+        print(f"| {variant} | {seconds:.3f} | {seconds / train_time:.2f} | {peak / 2**20:.0f} |")
+    naive = results["naive objective step"][0] / results["objective step"][0]
+    print(f"\nobjective step is {naive:.2f}× faster than the naive scheme.")
+
+
+if __name__ == "__main__":
+    main()
