@@ -1,0 +1,53 @@
+"""Translation data for GradInit experiments: corpora, a joint BPE tokenizer, ``--max-tokens`` batching.
+
+Typical use::
+
+    corpus, description = load_translation_corpus("auto")          # Ding if installed, else the toy grammar
+    tokenizer = train_joint_bpe(corpus["train"], vocab_size=8000)
+    tokens = tokenize_translation(corpus, tokenizer, max_length=256)
+    sampler = MaxTokensBatchSampler(example_lengths(tokens["train"]), max_tokens=4096, num_replicas=world, rank=rank)
+    loader = DataLoader(tokens["train"], batch_sampler=sampler, collate_fn=TranslationCollator(tokenizer.pad_token_id))
+"""
+
+from .corpus import BUILTIN_SOURCES, SPLITS, load_translation_corpus
+from .ding import DING_PATH, extract_ding_pairs, parse_ding_line
+from .errors import CorpusUnavailableError
+from .sampling import MaxTokensBatchSampler, TranslationCollator, example_lengths, max_tokens_batches
+from .tokenizer import (
+    EOS_ID,
+    EOS_TOKEN,
+    PAD_ID,
+    PAD_TOKEN,
+    UNK_ID,
+    UNK_TOKEN,
+    load_tokenizer,
+    tokenize_translation,
+    train_joint_bpe,
+    translation_texts,
+)
+from .toy import generate_toy_pairs
+
+__all__ = [
+    "BUILTIN_SOURCES",
+    "DING_PATH",
+    "EOS_ID",
+    "EOS_TOKEN",
+    "PAD_ID",
+    "PAD_TOKEN",
+    "SPLITS",
+    "UNK_ID",
+    "UNK_TOKEN",
+    "CorpusUnavailableError",
+    "MaxTokensBatchSampler",
+    "TranslationCollator",
+    "example_lengths",
+    "extract_ding_pairs",
+    "generate_toy_pairs",
+    "load_tokenizer",
+    "load_translation_corpus",
+    "max_tokens_batches",
+    "parse_ding_line",
+    "tokenize_translation",
+    "train_joint_bpe",
+    "translation_texts",
+]
