@@ -238,7 +238,7 @@ class GradInitSearch:
         attention = sdpa_kernel(SDPBackend.MATH) if build_graph else contextlib.nullcontext()
         with attention:
             loss = self.loss(theta, batch)
-            grads = torch.autograd.grad(loss, theta, create_graph=build_graph)
+            grads = torch.autograd.grad(loss, theta, create_graph=build_graph, materialize_grads=True)
         return theta, loss, grads
 
     def objective_gradient(self, batch: Any, grads: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -250,7 +250,7 @@ class GradInitSearch:
             torch._foreach_add_(theta, step, alpha=-self.config.target_lr)
         theta = [t.requires_grad_() for t in theta]
         lookahead = self.loss(theta, batch)
-        outer = torch.autograd.grad(lookahead, theta)
+        outer = torch.autograd.grad(lookahead, theta, materialize_grads=True)
         return lookahead, self._block_dots(outer) * self.block_shrink / self.config.target_lr
 
     def constraint_gradient(
@@ -264,13 +264,9 @@ class GradInitSearch:
             v = [g / norm for g in global_grads]
         # Gradient entries that do not depend on the parameters (constants of the graph) contribute nothing.
         live = [i for i, g in enumerate(grads) if g.requires_grad]
-        hessian_v = [torch.zeros_like(t) for t in theta]
-        found = torch.autograd.grad(
-            [grads[i] for i in live], theta, grad_outputs=[v[i] for i in live], allow_unused=True
+        hessian_v = torch.autograd.grad(
+            [grads[i] for i in live], theta, grad_outputs=[v[i] for i in live], materialize_grads=True
         )
-        for i, h in enumerate(found):
-            if h is not None:
-                hessian_v[i] = h
         return self._block_dots(hessian_v)
 
     def update_scales(self, alpha_grad: torch.Tensor, kind: str) -> None:

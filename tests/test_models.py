@@ -90,3 +90,12 @@ def test_constraint_steps_run_with_default_sdpa_attention():
     assert model.config._attn_implementation == "sdpa"
     result = init_with_gradinit(model, seq2seq_batches(), iterations=3, grad_norm_bound=1.0)
     assert result.constraint_steps == 3
+
+
+def test_trainable_parameter_unused_by_the_loss_keeps_scale_one():
+    model = tiny_bert_classifier()
+    model.register_parameter("unused_head", torch.nn.Parameter(torch.randn(4, 4)))
+    before = model.unused_head.detach().clone()
+    result = init_with_gradinit(model, classification_batches(), iterations=3, grad_norm_bound=10.0)
+    assert 0 < result.constraint_steps < 3  # both step kinds met the unused parameter
+    assert result.scales["unused_head"] == 1.0 and torch.equal(model.unused_head, before)
