@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
+from .batching import smallest_splittable_batch
 from .config import GradInitConfig
 
 _PRESETS = {None: GradInitConfig, "iwslt": GradInitConfig.iwslt, "cifar": GradInitConfig.cifar}
@@ -69,9 +70,8 @@ class _GradInitSwitches:
 
     def __post_init__(self) -> None:
         config = self.gradinit_config()  # validates every gradinit_* value now, not after the model is loaded
-        if self.gradinit_batch_size is not None and self.gradinit_batch_size < (
-            1 if config.batch_split == "same" else 2
-        ):
+        smallest = smallest_splittable_batch(config.batch_split)
+        if self.gradinit_batch_size is not None and self.gradinit_batch_size < smallest:
             raise ValueError(
                 f"gradinit_batch_size must be at least 2 to split a batch into S and S~ (batch_split="
                 f"{config.batch_split!r}), got {self.gradinit_batch_size}."

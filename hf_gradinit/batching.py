@@ -14,7 +14,7 @@ def cycle_batches(batches: Iterable[Any]) -> Iterator[Any]:
     Re-iterable inputs (lists, DataLoaders) are iterated again, so a shuffling DataLoader reshuffles; one-shot
     iterators (generators) are remembered during the first pass and replayed.
     """
-    one_shot = iter(batches) is batches
+    one_shot = isinstance(batches, Iterator)
     seen: list[Any] = []
     source: Iterable[Any] = batches
     while True:
@@ -68,6 +68,11 @@ def slice_batch(batch: Any, start: int, stop: int, size: int) -> Any:
     return batch
 
 
+def smallest_splittable_batch(mode: str) -> int:
+    """Fewest examples a batch needs for `split_batch`: S and S~ need one each unless both are the whole batch."""
+    return 1 if mode == "same" else 2
+
+
 def split_batch(batch: Any, mode: str) -> tuple[Any, Any]:
     """Split a batch into (S, S~) along the batch dimension.
 
@@ -77,7 +82,7 @@ def split_batch(batch: Any, mode: str) -> tuple[Any, Any]:
     if mode == "same":
         return batch, batch
     size = batch_size(batch)
-    if size < 2:
+    if size < smallest_splittable_batch(mode):
         raise ValueError(
             f"batch_split={mode!r} needs at least 2 examples per batch, got {size}: use larger batches "
             "or batch_split='same'."

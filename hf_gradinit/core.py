@@ -73,7 +73,8 @@ def init_with_gradinit(
     config = _resolve_config(config, overrides)
     if loss_fn is None:
         loss_fn = default_loss
-        batches = _require_labels(batches)
+        checked = _RequireLabels(batches)
+        batches = iter(checked) if isinstance(batches, Iterator) else checked  # a one-shot source stays one-shot
     search = GradInitSearch(model, config, loss_fn)
     start = time.perf_counter()
     show_bar = progress_bar if progress_bar is not None else (sys.stderr.isatty() and search.rank == 0)
@@ -115,16 +116,22 @@ def _resolve_config(config: GradInitConfig | None, overrides: dict[str, Any]) ->
     return GradInitConfig.from_dict({**data, **overrides})
 
 
-def _require_labels(batches: Iterable[Any]) -> Iterator[Any]:
-    """Check, lazily, that batches suit the default loss, `model(**batch).loss`."""
-    for batch in batches:
-        if not isinstance(batch, Mapping) or "labels" not in batch:
-            kind = f"dict with keys {sorted(batch)}" if isinstance(batch, Mapping) else type(batch).__name__
-            raise ValueError(
-                f"The default GradInit loss is model(**batch).loss, which needs dict batches with 'labels'; got a "
-                f"{kind}. Add labels to the batches or pass loss_fn=lambda model, batch: ... returning a scalar loss."
-            )
-        yield batch
+class _RequireLabels:
+    """Batches checked, as they come, to suit the default loss `model(**batch).loss`; re-iterable like its source."""
+
+    def __init__(self, batches: Iterable[Any]) -> None:
+        self.batches = batches
+
+    def __iter__(self) -> Iterator[Any]:
+        for batch in self.batches:
+            if not isinstance(batch, Mapping) or "labels" not in batch:
+                kind = f"dict with keys {sorted(batch)}" if isinstance(batch, Mapping) else type(batch).__name__
+                raise ValueError(
+                    f"The default GradInit loss is model(**batch).loss, which needs dict batches with 'labels'; got "
+                    f"a {kind}. Add labels to the batches or pass loss_fn=lambda model, batch: ... returning a "
+                    "scalar loss."
+                )
+            yield batch
 
 
 class _LossModule(nn.Module):

@@ -28,6 +28,8 @@ class GradInitResult:
             target optimizer's step; None on constraint steps), `grad_norm` (||g||_p), `constraint_step`.
         wall_time: seconds the run took.
         world_size: number of processes whose batches were averaged.
+        recorded_summary: the summary stored with a record that has no history (`model.config.gradinit`), so
+            `summary()` still describes the run after `save_pretrained` / `from_pretrained`.
     """
 
     scales: dict[str, float]
@@ -36,14 +38,19 @@ class GradInitResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     wall_time: float = 0.0
     world_size: int = 1
+    recorded_summary: dict[str, Any] | None = None
 
     @property
     def constraint_steps(self) -> int:
         """How many iterations were constraint steps (gradient norm above the bound)."""
+        if not self.history and self.recorded_summary:
+            return int(self.recorded_summary["constraint_steps"])
         return sum(bool(record["constraint_step"]) for record in self.history)
 
     def summary(self) -> dict[str, Any]:
-        """A short account of the run: scale statistics and the last losses."""
+        """A short account of the run: scale statistics, step counts and the first and last look-ahead losses."""
+        if not self.history and self.recorded_summary:
+            return dict(self.recorded_summary)
         values = list(self.scales.values())
         lookahead = [r["lookahead_loss"] for r in self.history if r["lookahead_loss"] is not None]
         return {
@@ -87,6 +94,7 @@ class GradInitResult:
             history=list(data.get("history", [])),
             wall_time=float(data.get("wall_time", 0.0)),
             world_size=int(data.get("world_size", 1)),
+            recorded_summary=None if data.get("history") else data.get("summary"),
         )
 
     def save(self, path: str | Path) -> None:

@@ -52,8 +52,8 @@ def test_record_survives_save_pretrained(run, tmp_path):
     loaded = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "checkpoint")
     recorded = GradInitResult.from_model(loaded)
     assert recorded.scales == result.scales and recorded.config == result.config and recorded.history == []
-    assert recorded.summary()["constraint_steps"] == 0  # history is not kept in config.json ...
-    assert loaded.config.gradinit["summary"]["constraint_steps"] == result.constraint_steps  # ... its summary is
+    # config.json keeps no history, but the summary of the run survives.
+    assert recorded.summary() == result.summary() and recorded.constraint_steps == result.constraint_steps > 0
     for name, tensor in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], tensor), name
 

@@ -177,3 +177,24 @@ def test_logging_and_progress_bar(caplog, capsys):
     assert "GradInit" not in capsys.readouterr().err  # stderr is not a terminal under pytest: no bar
     init_with_gradinit(tiny_marian(), seq2seq_batches(), iterations=2, progress_bar=True)
     assert "GradInit: 100%" in capsys.readouterr().err
+
+
+def test_reiterable_batches_are_iterated_again_not_cached():
+    class CountingBatches:
+        def __init__(self):
+            self.passes = 0
+
+        def __iter__(self):
+            self.passes += 1
+            return iter(seq2seq_batches(count=2))
+
+    batches = CountingBatches()
+    init_with_gradinit(tiny_marian(), batches, iterations=5, grad_norm_bound=1e9)
+    assert batches.passes == 3  # 2 + 2 + 1 batches: a shuffling DataLoader would reshuffle each pass
+
+
+def test_generator_batches_are_replayed_and_checked():
+    result = init_with_gradinit(tiny_marian(), (b for b in seq2seq_batches(count=2)), iterations=5, grad_norm_bound=1e9)
+    assert len(result.history) == 5
+    with pytest.raises(ValueError, match="needs dict batches with 'labels'"):
+        init_with_gradinit(tiny_marian(), (b for b in [torch.ones(2, 3)]), iterations=2)
