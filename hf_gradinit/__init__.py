@@ -3,7 +3,7 @@
 from .config import GradInitConfig
 from .core import init_with_gradinit
 from .model_card import TrainingDetails, build_model_card, render_gradinit_section
-from .presets import POST_LN_PRESETS, fairseq_init_, post_ln_config
+from .presets import POST_LN_PRESETS, fairseq_init_, freeze_sinusoidal_positions_, post_ln_config
 from .result import GradInitResult
 from .trainer import (
     GradInitSeq2SeqTrainer,
@@ -25,6 +25,7 @@ __all__ = [
     "TrainingDetails",
     "build_model_card",
     "fairseq_init_",
+    "freeze_sinusoidal_positions_",
     "init_with_gradinit",
     "post_ln_config",
     "render_gradinit_section",

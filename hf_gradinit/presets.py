@@ -21,7 +21,7 @@ from transformers.activations import ACT2FN
 
 from .blocks import is_norm_layer
 
-__all__ = ["POST_LN_PRESETS", "fairseq_init_", "post_ln_config"]
+__all__ = ["POST_LN_PRESETS", "fairseq_init_", "freeze_sinusoidal_positions_", "post_ln_config"]
 
 
 def _preset(
@@ -226,3 +226,19 @@ def fairseq_init_(model: nn.Module) -> nn.Module:
         with torch.no_grad():
             final_logits_bias.zero_()
     return model
+
+
+def freeze_sinusoidal_positions_(model: nn.Module) -> int:
+    """Make every sinusoidal position table frozen again (`requires_grad=False`); returns how many were thawed.
+
+    Why: transformers 5.x's `from_pretrained` leaves Marian's `embed_positions.weight` trainable, so a model loaded
+    for further training would learn its fixed position code and GradInit would count it as a block. Call this after
+    loading a checkpoint, before GradInit or creating the optimizer.
+    """
+    thawed = 0
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        if "Sinusoidal" in type(module).__name__ and isinstance(weight, nn.Parameter) and weight.requires_grad:
+            weight.requires_grad_(False)
+            thawed += 1
+    return thawed

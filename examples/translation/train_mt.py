@@ -1,0 +1,426 @@
+"""Train a Post-LN Transformer for translation, with or without GradInit, read top to bottom.
+
+    accelerate launch examples/translation/train_mt.py --output_dir runs/demo --gradinit      # one process
+    accelerate launch --multi_gpu --num_processes 4 examples/translation/train_mt.py ...       # data parallel
+    python examples/translation/train_mt.py --config examples/translation/iwslt14_de_en.yaml   # plain python
+
+Arguments: `--help`, or a YAML file of them (`--config`; command-line arguments override it). The steps: data ->
+joint BPE tokenizer -> model (preset + fairseq or HF init) -> GradInit (optional, before `accelerator.prepare`,
+never when resuming) -> Adam(W) training without warmup, with `--max-tokens` batches sharded per rank ->
+validation loss and beam-search BLEU/chrF -> test BLEU -> the final model and tokenizer (`save_pretrained`).
+
+Output directory: `tokenizer/`, `checkpoints/step_*/` (`accelerator.save_state`, for `--resume`), `metrics.jsonl`,
+`training_curves.png`, `gradinit_scales.json`/`.png` (with `--gradinit`) and `final/` (model + tokenizer, loads with
+`AutoModelForSeq2SeqLM.from_pretrained`). Publishing to the Hub is not part of this script yet (no `--push_to_hub`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+
+import datasets
+import torch
+import yaml
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+from transformers import AutoModelForSeq2SeqLM, HfArgumentParser, get_scheduler
+
+from hf_gradinit import GradInitResult, freeze_sinusoidal_positions_, init_with_gradinit
+from hf_gradinit.arguments import GradInitArguments
+from hf_gradinit.batching import to_device
+from hf_gradinit.data import load_tokenizer, tokenize_translation, train_joint_bpe
+from hf_gradinit.presets import POST_LN_PRESETS
+from hf_gradinit.translation import (
+    TRANSLATION_INITS,
+    TrainingDivergedError,
+    TranslationDataArguments,
+    average_checkpoints,
+    build_translation_model,
+    evaluate_translation,
+    gradinit_batches,
+    load_translation_data,
+    max_tokens_loader,
+    plot_training_curves,
+    scaled_gradinit_defaults,
+    translation_loss,
+)
+
+logger = logging.getLogger("train_mt")
+SCHEDULERS = ("linear", "inverse_sqrt", "constant")
+
+
+@dataclass
+class ModelArguments:
+    preset: str = field(
+        default="small", metadata={"help": f"Post-LN architecture, one of: {', '.join(POST_LN_PRESETS)}."}
+    )
+    init: Literal["fairseq", "hf"] = field(
+        default="fairseq",
+        metadata={"help": "Initialisation: 'fairseq' (Xavier, embeddings N(0, d^-1/2)) or 'hf' (N(0, 0.02))."},
+    )
+    dropout: float | None = field(default=None, metadata={"help": "Dropout; default: the preset's."})
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Start from this saved model (and its tokenizer) instead of a freshly built preset."},
+    )
+    tokenizer_name_or_path: str | None = field(
+        default=None, metadata={"help": "Use this saved tokenizer instead of training a joint BPE."}
+    )
+    bpe_vocab_size: int = field(default=8000, metadata={"help": "Size of the joint BPE vocabulary to train."})
+
+    def __post_init__(self) -> None:
+        if self.preset not in POST_LN_PRESETS:
+            raise ValueError(f"--preset must be one of {', '.join(POST_LN_PRESETS)}, got {self.preset!r}.")
+        if self.init not in TRANSLATION_INITS:
+            raise ValueError(f"--init must be one of {', '.join(TRANSLATION_INITS)}, got {self.init!r}.")
+        if self.bpe_vocab_size < 16:
+            raise ValueError(f"--bpe_vocab_size must be at least 16, got {self.bpe_vocab_size}.")
+
+
+@dataclass
+class TrainArguments:
+    output_dir: str | None = field(
+        default=None, metadata={"help": "Directory for the tokenizer, checkpoints, metrics and final model (required)."}
+    )
+    resume: bool = field(
+        default=False, metadata={"help": "Continue from the latest checkpoint in output_dir (never re-runs GradInit)."}
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of the model init and the batch order."})
+    max_steps: int = field(default=3000, metadata={"help": "Number of optimizer updates."})
+    max_tokens: int = field(
+        default=4096, metadata={"help": "Padded tokens per batch in each process (fairseq --max-tokens)."}
+    )
+    lr: float = field(default=5e-4, metadata={"help": "Peak learning rate of Adam(W), betas (0.9, 0.98)."})
+    lr_scheduler: str = field(
+        default="linear",
+        metadata={
+            "help": "'linear' (to 0 at max_steps), 'inverse_sqrt' (transformers': lr/sqrt(step/timescale) with "
+            "timescale = warmup_steps or 10000) or 'constant'."
+        },
+    )
+    warmup_steps: int = field(default=0, metadata={"help": "Linear warmup steps; 0 (the GradInit setting): none."})
+    weight_decay: float = field(
+        default=0.0, metadata={"help": "Decoupled weight decay (AdamW) on matrices and embeddings."}
+    )
+    label_smoothing: float = field(default=0.1, metadata={"help": "Label smoothing of the cross-entropy."})
+    clip_norm: float = field(default=0.0, metadata={"help": "Clip the gradient's L2 norm to this; 0: no clipping."})
+    mixed_precision: Literal["no", "bf16", "fp16"] = field(
+        default="no", metadata={"help": "Autocast precision: 'no', 'bf16' or 'fp16' (fp16 needs a GPU)."}
+    )
+    log_every: int = field(default=50, metadata={"help": "Log the mean training loss every this many steps."})
+    eval_every: int = field(default=0, metadata={"help": "Evaluate every this many steps; 0: only at the end."})
+    save_every: int = field(
+        default=1000, metadata={"help": "Save a checkpoint every this many steps (and always at the end)."}
+    )
+    keep_checkpoints: int = field(default=5, metadata={"help": "Keep this many most recent checkpoints."})
+    average_last: int = field(
+        default=0, metadata={"help": "Final model = mean of the last N checkpoints (0 or 1: the last model)."}
+    )
+    max_eval_sentences: int | None = field(
+        default=None,
+        metadata={"help": "Translate at most this many validation/test sentences for BLEU (beam search is slow)."},
+    )
+    num_beams: int = field(default=5, metadata={"help": "Beam size; max length is 1.2 * source length + 10."})
+    eval_batch_sentences: int = field(default=64, metadata={"help": "Sentences per evaluation batch."})
+
+    def __post_init__(self) -> None:
+        if not self.output_dir:
+            raise ValueError("--output_dir is required.")
+        if self.lr_scheduler not in SCHEDULERS:
+            raise ValueError(f"--lr_scheduler must be one of {', '.join(SCHEDULERS)}, got {self.lr_scheduler!r}.")
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise ValueError(f"--mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}.")
+        if not self.lr > 0:
+            raise ValueError(f"--lr must be > 0, got {self.lr}.")
+        for name in ("max_steps", "max_tokens", "log_every", "save_every", "keep_checkpoints", "num_beams"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}.")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"--label_smoothing must be in [0, 1), got {self.label_smoothing}.")
+        if self.average_last > self.keep_checkpoints:
+            raise ValueError(
+                f"--average_last {self.average_last} needs --keep_checkpoints >= {self.average_last} "
+                f"(got {self.keep_checkpoints})."
+            )
+
+
+def parse_arguments(argv: list[str] | None) -> tuple[ModelArguments, TranslationDataArguments, TrainArguments, Any]:
+    """Command-line arguments on top of an optional `--config file.yaml` holding the same names."""
+    parser = HfArgumentParser((ModelArguments, TranslationDataArguments, TrainArguments, GradInitArguments))
+    parser.add_argument("--config", help="YAML file of arguments; those given on the command line override it.")
+    config_file = argparse.ArgumentParser(add_help=False)
+    config_file.add_argument("--config")
+    path = config_file.parse_known_args(argv)[0].config
+    if path:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+        unknown = sorted(set(values) - {action.dest for action in parser._actions})
+        if unknown:
+            parser.error(f"{path}: unknown argument(s) {unknown}")
+        parser.set_defaults(**values)
+    *parsed, _config = parser.parse_args_into_dataclasses(args=argv)
+    return tuple(parsed)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Train (or resume) one model; returns a summary of the run (losses, BLEU, wall time, steps)."""
+    model_args, data_args, args, gradinit_args = parse_arguments(argv)
+    started = time.perf_counter()
+
+    # -------------------------------------------------------------------------------------------- set-up
+    # Without CUDA, say so: only then does accelerate treat a torchrun/`accelerate launch` job as multi-CPU (gloo)
+    # rather than as several independent single processes.
+    accelerator = Accelerator(mixed_precision=args.mixed_precision, cpu=not torch.cuda.is_available())
+    if args.mixed_precision == "fp16" and accelerator.device.type == "cpu":
+        raise ValueError("--mixed_precision fp16 needs a GPU; use 'bf16' or 'no' on CPU.")
+    is_main, world, rank = accelerator.is_main_process, accelerator.num_processes, accelerator.process_index
+    logging.basicConfig(format="%(asctime)s | %(name)s | %(message)s", datefmt="%H:%M:%S", level=logging.WARNING)
+    for name in ("train_mt", "hf_gradinit"):  # progress lines from the main process only
+        logging.getLogger(name).setLevel(logging.INFO if is_main else logging.WARNING)
+    logging.getLogger("accelerate.utils.other").setLevel(logging.ERROR)  # "Removed shared tensor": tied embeddings
+    datasets.disable_progress_bars()
+    out = Path(args.output_dir)
+    checkpoints_dir, metrics_path = out / "checkpoints", out / "metrics.jsonl"
+    saved = sorted(checkpoints_dir.glob("step_*"))
+    if saved and not args.resume:
+        raise FileExistsError(f"{out} already holds checkpoints: pass --resume to continue, or a new --output_dir.")
+    if args.resume and not saved:
+        raise FileNotFoundError(f"--resume: no checkpoint in {checkpoints_dir} to resume from.")
+    out.mkdir(parents=True, exist_ok=True)
+    logger.info("Processes: %d (%s), device %s", world, accelerator.distributed_type, accelerator.device)
+
+    def record(**values: Any) -> None:
+        if is_main:
+            with metrics_path.open("a") as handle:
+                handle.write(json.dumps(values) + "\n")
+
+    # -------------------------------------------------------------------------------------------- data
+    corpus, description = load_translation_data(data_args)
+    logger.info("Data: %s", description)
+
+    # -------------------------------------------------------------------------------------------- tokenizer
+    tokenizer_dir = out / "tokenizer"
+    with accelerator.main_process_first():  # the main process writes tokenizer/, the others then read it
+        if args.resume or not is_main:
+            tokenizer = load_tokenizer(tokenizer_dir)
+        else:
+            given = model_args.tokenizer_name_or_path or model_args.model_name_or_path
+            tokenizer = load_tokenizer(given) if given else train_joint_bpe(corpus, model_args.bpe_vocab_size)
+            tokenizer.save_pretrained(tokenizer_dir)
+    logger.info("Tokenizer: %d tokens (%s)", len(tokenizer), "loaded" if args.resume else "joint BPE, saved")
+    tokens = tokenize_translation(
+        corpus, tokenizer, src_lang=data_args.src_lang, tgt_lang=data_args.tgt_lang, max_length=data_args.max_length
+    )
+    references = {split: [pair[data_args.tgt_lang] for pair in corpus[split]["translation"]] for split in corpus}
+
+    # -------------------------------------------------------------------------------------------- model
+    set_seed(args.seed)
+    overrides = {} if model_args.dropout is None else {"dropout": model_args.dropout}
+    if model_args.model_name_or_path:
+        model = AutoModelForSeq2SeqLM.from_pretrained(model_args.model_name_or_path, **overrides)
+        freeze_sinusoidal_positions_(model)  # transformers 5.x makes them trainable on loading
+        init_used = f"loaded from {model_args.model_name_or_path}"
+    else:
+        model = build_translation_model(model_args.preset, tokenizer, init=model_args.init, **overrides)
+        init_used = f"{model_args.init} init, preset {model_args.preset}"
+    model.to(accelerator.device)
+    parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    logger.info("Model: %s, %.2fM trainable parameters", init_used, parameters / 1e6)
+
+    # -------------------------------------------------------------------------------------------- GradInit
+    loss_fn = partial(translation_loss, label_smoothing=args.label_smoothing)
+    gradinit_ran = False
+    if args.resume:
+        if gradinit_args.gradinit:
+            logger.info("GradInit: not run again (resuming: the checkpoint holds the initialised weights).")
+    elif gradinit_args.gradinit and GradInitResult.from_model(model) and not gradinit_args.gradinit_force:
+        logger.info("GradInit: skipped, the model is already GradInit-initialised (--gradinit_force to rerun).")
+    elif gradinit_args.gradinit:
+        gradinit_config = gradinit_args.gradinit_config(
+            **scaled_gradinit_defaults(lr=args.lr, weight_decay=args.weight_decay, max_steps=args.max_steps)
+        )
+        logger.info("GradInit: %s", gradinit_config.to_dict())
+        batches = gradinit_batches(
+            tokens["train"],
+            tokenizer.pad_token_id,
+            max_tokens=args.max_tokens,
+            max_sentences=gradinit_args.gradinit_batch_size,
+            seed=args.seed,
+            num_replicas=world,
+            rank=rank,
+        )
+        result = init_with_gradinit(model, batches, gradinit_config, loss_fn=loss_fn)
+        gradinit_ran = True
+        logger.info("GradInit: %s", result.summary())
+        if is_main:
+            result.save(out / "gradinit_scales.json")
+            result.plot(out / "gradinit_scales.png")
+    else:
+        logger.info("GradInit: off")
+
+    # -------------------------------------------------------------------------------------------- optimizer
+    decayed = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    not_decayed = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decayed, "weight_decay": args.weight_decay}, {"params": not_decayed, "weight_decay": 0.0}],
+        lr=args.lr,
+        betas=(0.9, 0.98),
+        eps=1e-8,
+    )
+    scheduler = get_scheduler(args.lr_scheduler, optimizer, args.warmup_steps, args.max_steps)
+    model, optimizer = accelerator.prepare(model, optimizer)  # the loaders are sharded by us, not by accelerate
+    accelerator.register_for_checkpointing(scheduler)  # one scheduler step per update, saved with the state
+
+    # -------------------------------------------------------------------------------------------- resume
+    step, epoch, batch_in_epoch = 0, 0, 0
+    if args.resume:
+        accelerator.load_state(saved[-1])
+        position = json.loads((saved[-1] / "trainer_state.json").read_text())
+        step, epoch, batch_in_epoch = position["step"], position["epoch"], position["batch_in_epoch"]
+        if (out / "gradinit_scales.json").exists():  # keep config.gradinit in the final model's config
+            GradInitResult.load(out / "gradinit_scales.json").record_in(accelerator.unwrap_model(model))
+        logger.info("Resumed from %s at step %d (epoch %d)", saved[-1], step, epoch)
+    last_good = saved[-1] if args.resume else None
+    record(event="resume" if args.resume else "start", step=step, world_size=world, init=init_used,
+           gradinit_ran=gradinit_ran, data=description, vocab_size=len(tokenizer), parameters=parameters)  # fmt: skip
+
+    def save_checkpoint() -> Path:
+        directory = checkpoints_dir / f"step_{step:08d}"
+        accelerator.save_state(directory)
+        if is_main:
+            position = {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch}
+            (directory / "trainer_state.json").write_text(json.dumps(position) + "\n")
+            for old in sorted(checkpoints_dir.glob("step_*"))[: -args.keep_checkpoints]:
+                shutil.rmtree(old)
+        accelerator.wait_for_everyone()
+        return directory
+
+    def evaluate(split: str) -> dict[str, float]:
+        with accelerator.autocast():
+            return evaluate_translation(
+                accelerator.unwrap_model(model),
+                tokens[split],
+                references[split],
+                tokenizer,
+                label_smoothing=args.label_smoothing,
+                bleu_sentences=args.max_eval_sentences,
+                num_beams=args.num_beams,
+                batch_sentences=args.eval_batch_sentences,
+            )
+
+    def log_validation() -> dict[str, float]:
+        scores = evaluate("validation")
+        record(step=step, **{f"valid_{name}": value for name, value in scores.items()})
+        logger.info(
+            "step %d | valid loss %.3f | BLEU %.2f | chrF %.2f (%d sentences)",
+            step, scores["loss"], scores["bleu"], scores["chrf"], scores["bleu_sentences"],
+        )  # fmt: skip
+        return scores
+
+    # -------------------------------------------------------------------------------------------- training
+    model.train()
+    progress = tqdm(total=args.max_steps, initial=step, desc="train", disable=not is_main or not sys.stderr.isatty())
+    window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
+    train_loss = math.nan
+    while step < args.max_steps:
+        loader = max_tokens_loader(
+            tokens["train"],
+            tokenizer.pad_token_id,
+            max_tokens=args.max_tokens,
+            seed=args.seed,
+            epoch=epoch,
+            skip_batches=batch_in_epoch,
+            num_replicas=world,
+            rank=rank,
+        )
+        for batch in loader:
+            loss = loss_fn(model, to_device(batch, accelerator.device))
+            losses = accelerator.gather(loss.detach()[None])  # every rank sees every rank's loss: all stop together
+            if not torch.isfinite(losses).all():
+                record(event="diverged", step=step + 1, losses=losses.tolist())
+                where = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was saved yet"
+                raise TrainingDivergedError(
+                    f"Training loss is {losses.tolist()} at step {step + 1}: the run diverged and was stopped; "
+                    f"{where}. Try --gradinit, a lower --lr, --warmup_steps or --clip_norm."
+                )
+            accelerator.backward(loss)
+            if args.clip_norm > 0:
+                accelerator.clip_grad_norm_(model.parameters(), args.clip_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step, batch_in_epoch = step + 1, batch_in_epoch + 1
+            window_loss, window_steps = window_loss + losses.mean().item(), window_steps + 1
+            progress.update()
+            progress.set_postfix(loss=f"{losses.mean().item():.3f}")
+
+            if step % args.log_every == 0 or step == args.max_steps:
+                train_loss = window_loss / window_steps
+                seconds = (time.perf_counter() - window_start) / window_steps
+                record(step=step, epoch=epoch, train_loss=train_loss, lr=scheduler.get_last_lr()[0])
+                logger.info(
+                    "step %d/%d | train loss %.3f | lr %.2e | %.2f s/step",
+                    step, args.max_steps, train_loss, scheduler.get_last_lr()[0], seconds,
+                )  # fmt: skip
+                window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
+            if args.eval_every and step % args.eval_every == 0 and step < args.max_steps:
+                log_validation()
+            if step % args.save_every == 0 or step == args.max_steps:
+                last_good = save_checkpoint()
+            if step >= args.max_steps:
+                break
+        else:
+            epoch, batch_in_epoch = epoch + 1, 0
+    progress.close()
+
+    # -------------------------------------------------------------------------------------------- final model
+    final_model = accelerator.unwrap_model(model)
+    if args.average_last > 1:
+        averaged = sorted(checkpoints_dir.glob("step_*"))[-args.average_last :]
+        average_checkpoints(final_model, averaged)
+        logger.info("Final model: the mean of %s", ", ".join(path.name for path in averaged))
+    fingerprints = accelerator.gather(torch.stack([p.detach().double().sum() for p in final_model.parameters()])[None])
+    ranks_identical = bool((fingerprints == fingerprints[0]).all())  # DDP kept the replicas in sync
+    valid = log_validation()
+    test = evaluate("test")
+    record(
+        step=step,
+        **{f"test_{name}": value for name, value in test.items()},
+        averaged_checkpoints=max(args.average_last, 1),
+        ranks_identical=ranks_identical,
+    )
+    logger.info("step %d | test loss %.3f | BLEU %.2f | chrF %.2f", step, test["loss"], test["bleu"], test["chrf"])
+    if is_main:
+        final_model.generation_config.num_beams = args.num_beams
+        final_model.save_pretrained(out / "final")
+        tokenizer.save_pretrained(out / "final")
+        plot_training_curves(metrics_path, out / "training_curves.png")
+        logger.info("Saved %s (model + tokenizer), %s, %s", out / "final", metrics_path, out / "training_curves.png")
+    accelerator.wait_for_everyone()
+    return {
+        "train_loss": train_loss,
+        "valid_loss": valid["loss"],
+        "valid_bleu": valid["bleu"],
+        "test_bleu": test["bleu"],
+        "steps": step,
+        "world_size": world,
+        "gradinit_ran": gradinit_ran,
+        "wall_time_s": time.perf_counter() - started,
+    }
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (TrainingDivergedError, FileExistsError, FileNotFoundError, ValueError) as error:
+        sys.exit(f"train_mt.py: error: {error}")

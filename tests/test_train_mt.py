@@ -1,0 +1,242 @@
+"""examples/translation/train_mt.py end to end (2 CPU processes with gloo), resume, NaN stop, arguments; and the
+library pieces it is built from (hf_gradinit.translation)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+from hf_gradinit import GradInitResult
+from hf_gradinit.data import train_joint_bpe
+from hf_gradinit.translation import (
+    average_checkpoints,
+    build_translation_model,
+    scaled_gradinit_defaults,
+)
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "translation"
+SCRIPT = EXAMPLES / "train_mt.py"
+sys.path.insert(0, str(EXAMPLES))
+import train_mt  # noqa: E402
+
+# Tiny everything: 400 toy pairs, BPE 300, the `tiny` preset, few steps, 8 sentences of beam-2 BLEU.
+TINY = [
+    "--preset", "tiny", "--source", "toy", "--toy_size", "400", "--bpe_vocab_size", "300", "--max_tokens", "256",
+    "--lr", "2e-3", "--lr_scheduler", "constant", "--log_every", "1", "--save_every", "2",
+    "--max_eval_sentences", "8", "--num_beams", "2", "--eval_batch_sentences", "8",
+]  # fmt: skip
+GRADINIT = ["--gradinit", "--gradinit_iterations", "3", "--gradinit_grad_norm_bound", "inf"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_script(*args: str, processes: int = 1, timeout: int = 150) -> subprocess.CompletedProcess:
+    launcher = [sys.executable]
+    if processes > 1:
+        launcher += ["-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_addr", "127.0.0.1",
+                     "--master_port", str(_free_port())]  # fmt: skip
+    return subprocess.run(
+        [*launcher, str(SCRIPT), *args], env=ENV, capture_output=True, text=True, timeout=timeout, cwd=EXAMPLES
+    )
+
+
+def metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def train_losses(records: list[dict]) -> dict[int, float]:
+    return {r["step"]: r["train_loss"] for r in records if "train_loss" in r}
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory) -> Path:
+    """4 steps with GradInit on 2 processes, checkpoints at steps 2 and 4."""
+    out = tmp_path_factory.mktemp("ddp") / "run"
+    completed = run_script(*TINY, *GRADINIT, "--max_steps", "4", "--output_dir", str(out), processes=2)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    return out
+
+
+# ---------------------------------------------------------------- end to end
+
+
+def test_two_process_run_trains_evaluates_and_saves_a_loadable_model(two_process_run: Path) -> None:
+    out = two_process_run
+    records = metrics(out)
+    start = records[0]
+    assert start["event"] == "start" and start["world_size"] == 2  # not a silent single-process fallback
+    assert start["gradinit_ran"] is True and start["init"].startswith("fairseq")
+    assert GradInitResult.load(out / "gradinit_scales.json").world_size == 2  # GradInit averaged over both ranks
+    assert sorted(train_losses(records)) == [1, 2, 3, 4]
+    assert all(torch.isfinite(torch.tensor(loss)) for loss in train_losses(records).values())
+    valid = next(r for r in records if "valid_bleu" in r)
+    test = next(r for r in records if "test_bleu" in r)
+    assert valid["step"] == test["step"] == 4 and valid["valid_bleu_sentences"] == 8 and 0 <= valid["valid_bleu"]
+    assert test["ranks_identical"] is True  # both DDP replicas ended with the same weights
+    assert {p.name for p in (out / "checkpoints" / "step_00000004").iterdir()} >= {
+        "model.safetensors", "optimizer.bin", "random_states_0.pkl", "random_states_1.pkl", "trainer_state.json",
+    }  # fmt: skip
+    assert (out / "training_curves.png").stat().st_size > 0 and (out / "gradinit_scales.png").stat().st_size > 0
+
+    model = AutoModelForSeq2SeqLM.from_pretrained(out / "final").eval()
+    tokenizer = AutoTokenizer.from_pretrained(out / "final")
+    assert model.config.gradinit is not None  # the init is recorded in the saved config
+    assert model.generation_config.num_beams == 2
+    inputs = tokenizer(["Der Hund sieht den Mann .", "Die Frau schläft ."], return_tensors="pt", padding=True)
+    generated = model.generate(**inputs, max_new_tokens=12)
+    assert generated.shape[0] == 2 and generated.shape[1] > 1
+    assert all(isinstance(text, str) for text in tokenizer.batch_decode(generated, skip_special_tokens=True))
+
+
+def test_resume_continues_from_the_saved_step_without_rerunning_gradinit(two_process_run: Path, tmp_path) -> None:
+    resumed = tmp_path / "resumed"
+    shutil.copytree(two_process_run, resumed)
+    scales_before = (resumed / "gradinit_scales.json").read_text()
+    completed = run_script(*TINY, *GRADINIT, "--max_steps", "6", "--output_dir", str(resumed), "--resume", processes=2)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    assert "GradInit: not run again" in completed.stderr and "hf_gradinit" not in completed.stderr
+
+    records = metrics(resumed)
+    resume_at = next(i for i, r in enumerate(records) if r.get("event") == "resume")
+    assert records[resume_at]["step"] == 4 and records[resume_at]["gradinit_ran"] is False
+    assert records[resume_at]["world_size"] == 2
+    assert sorted(train_losses(records[resume_at:])) == [5, 6]  # continues from step 4, not from 0
+    assert (resumed / "gradinit_scales.json").read_text() == scales_before
+    assert json.loads((resumed / "checkpoints" / "step_00000006" / "trainer_state.json").read_text())["step"] == 6
+    assert AutoModelForSeq2SeqLM.from_pretrained(resumed / "final").config.gradinit is not None
+
+    # Model, optimizer, schedule and data position all came back: steps 5-6 match an uninterrupted 6-step run.
+    straight = tmp_path / "straight"
+    completed = run_script(*TINY, *GRADINIT, "--max_steps", "6", "--output_dir", str(straight), processes=2)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    expected, got = train_losses(metrics(straight)), train_losses(records[resume_at:])
+    for step in (5, 6):
+        assert got[step] == pytest.approx(expected[step], rel=1e-5), step
+
+
+def test_existing_checkpoints_without_resume_are_refused(two_process_run: Path) -> None:
+    before = (two_process_run / "metrics.jsonl").read_text()
+    completed = run_script(*TINY, "--max_steps", "4", "--output_dir", str(two_process_run))
+    assert completed.returncode == 1
+    assert "already holds checkpoints: pass --resume" in completed.stderr
+    assert (two_process_run / "metrics.jsonl").read_text() == before
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path) -> None:
+    # lr 1e30: the first update is finite but makes the weights ~1e30, so the second forward pass overflows to NaN.
+    out = tmp_path / "nan"
+    completed = run_script(*TINY, "--lr", "1e30", "--save_every", "1", "--max_steps", "5", "--output_dir", str(out))
+    assert completed.returncode == 1
+    last_good = out / "checkpoints" / "step_00000001"
+    assert "at step 2: the run diverged and was stopped" in completed.stderr
+    assert f"the last good checkpoint is {last_good}" in completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step_00000001"]
+    assert json.loads((last_good / "trainer_state.json").read_text())["step"] == 1
+    weights = load_file(str(last_good / "model.safetensors"))
+    assert all(torch.isfinite(tensor).all() for tensor in weights.values())
+    assert metrics(out)[-1]["event"] == "diverged" and not (out / "final").exists()
+
+
+# ---------------------------------------------------------------- arguments
+
+
+def test_help_lists_the_arguments() -> None:
+    completed = run_script("--help")
+    assert completed.returncode == 0, completed.stderr
+    for argument in ("--config", "--preset", "--init", "--source", "--max_tokens", "--gradinit",
+                     "--gradinit_iterations", "--gradinit_target_lr", "--max_eval_sentences", "--resume"):  # fmt: skip
+        assert argument in completed.stdout, argument
+
+
+def test_invalid_argument_value_exits_with_a_clear_message(tmp_path) -> None:
+    completed = run_script("--output_dir", str(tmp_path), "--preset", "huge")
+    assert completed.returncode == 1
+    assert "train_mt.py: error: --preset must be one of" in completed.stderr and "Traceback" not in completed.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "--output_dir is required"),
+        (["--output_dir", "x", "--lr_scheduler", "cosine"], "--lr_scheduler must be one of"),
+        (["--output_dir", "x", "--max_steps", "0"], "--max_steps must be at least 1"),
+        (["--output_dir", "x", "--average_last", "3", "--keep_checkpoints", "2"], "--keep_checkpoints >= 3"),
+        (["--output_dir", "x", "--toy_size", "2"], "toy_size must be at least 3"),
+        (["--output_dir", "x", "--gradinit", "--gradinit_iterations", "0"], "iterations must be a positive integer"),
+    ],
+)
+def test_bad_arguments_are_rejected_before_anything_runs(argv: list[str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        train_mt.parse_arguments(argv)
+
+
+def test_yaml_config_gives_defaults_that_the_command_line_overrides(tmp_path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text("output_dir: from_yaml\nlr: 0.002\nmax_steps: 70\ngradinit: true\ngradinit_iterations: 9\n")
+    model_args, data_args, args, gradinit_args = train_mt.parse_arguments(["--config", str(config), "--lr", "3e-4"])
+    assert (args.output_dir, args.lr, args.max_steps) == ("from_yaml", 3e-4, 70)
+    assert gradinit_args.gradinit and gradinit_args.gradinit_config().iterations == 9
+    assert model_args.init == "fairseq" and data_args.source == "auto"
+
+    config.write_text("output_dir: x\nlearning_rate: 0.1\n")
+    with pytest.raises(SystemExit):
+        train_mt.parse_arguments(["--config", str(config)])
+
+
+def test_bundled_yaml_configs_parse() -> None:
+    configs = sorted(EXAMPLES.glob("*.yaml"))
+    assert configs
+    for config in configs:
+        train_mt.parse_arguments(["--config", str(config), "--output_dir", "x"])
+
+
+# ---------------------------------------------------------------- library pieces
+
+
+def test_build_translation_model_takes_the_vocabulary_from_the_tokenizer() -> None:
+    tokenizer = train_joint_bpe(["der Hund schläft", "the dog sleeps", "die Katze", "the cat"] * 5, vocab_size=60)
+    fairseq = build_translation_model("tiny", tokenizer, init="fairseq")
+    hf = build_translation_model("tiny", tokenizer, init="hf")
+    config = fairseq.config
+    assert config.vocab_size == config.decoder_vocab_size == len(tokenizer)
+    assert (config.pad_token_id, config.eos_token_id) == (tokenizer.pad_token_id, tokenizer.eos_token_id)
+    assert fairseq.model.encoder.embed_tokens.weight is fairseq.lm_head.weight  # one joint, tied vocabulary
+    # fairseq: embeddings N(0, d^-1/2) = std 0.18 at d 32; Hugging Face: N(0, 0.02).
+    assert fairseq.model.shared.weight.std() > 0.1 > 0.03 > hf.model.shared.weight.std()
+    with pytest.raises(ValueError, match="init must be one of"):
+        build_translation_model("tiny", tokenizer, init="xavier")
+
+
+def test_scaled_gradinit_defaults_follow_the_run() -> None:
+    short = scaled_gradinit_defaults(lr=2e-3, weight_decay=0.0, max_steps=300)
+    assert short == {"target_optimizer": "adam", "target_lr": 2e-3, "iterations": 150, "scale_lr": 1e-2}
+    long = scaled_gradinit_defaults(lr=5e-4, weight_decay=1e-4, max_steps=100_000)
+    assert long["iterations"] == 780 and long["scale_lr"] == pytest.approx(2.5e-3)  # the published settings
+    assert long["target_optimizer"] == "adamw" and long["target_weight_decay"] == 1e-4
+
+
+def test_average_checkpoints_loads_the_mean_and_keeps_ties(two_process_run: Path) -> None:
+    model = AutoModelForSeq2SeqLM.from_pretrained(two_process_run / "final")
+    checkpoints = [two_process_run / "checkpoints" / f"step_0000000{step}" for step in (2, 4)]
+    states = [load_file(str(path / "model.safetensors")) for path in checkpoints]
+    average_checkpoints(model, checkpoints)
+    shared = model.model.shared.weight
+    torch.testing.assert_close(shared, (states[0]["model.shared.weight"] + states[1]["model.shared.weight"]) / 2)
+    assert model.lm_head.weight is shared
+    assert not torch.equal(states[0]["model.shared.weight"], states[1]["model.shared.weight"])
