@@ -2,6 +2,7 @@
 
 from .config import GradInitConfig
 from .core import init_with_gradinit
+from .hub import HubPushError, init_checkpoint, push_checkpoint, save_gradinit_checkpoint
 from .model_card import TrainingDetails, build_model_card, render_gradinit_section
 from .presets import POST_LN_PRESETS, fairseq_init_, freeze_sinusoidal_positions_, post_ln_config
 from .result import GradInitResult
@@ -22,11 +23,15 @@ __all__ = [
     "GradInitSeq2SeqTrainingArguments",
     "GradInitTrainer",
     "GradInitTrainingArguments",
+    "HubPushError",
     "TrainingDetails",
     "build_model_card",
     "fairseq_init_",
     "freeze_sinusoidal_positions_",
+    "init_checkpoint",
     "init_with_gradinit",
     "post_ln_config",
+    "push_checkpoint",
     "render_gradinit_section",
+    "save_gradinit_checkpoint",
 ]
