@@ -29,7 +29,7 @@ from .hub import (
     load_gradinit_result,
     push_checkpoint,
 )
-from .trainer import PLOT_FILE
+from .result import PLOT_FILE
 from .translation import TranslationDataArguments
 
 # `init` always runs GradInit on a fresh model: the switches of a training integration do not apply.

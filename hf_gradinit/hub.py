@@ -42,8 +42,7 @@ from .data import BUILTIN_SOURCES, load_tokenizer, tokenize_translation, train_j
 from .model_card import TrainingDetails, build_model_card
 from .plotting import short_name
 from .presets import POST_LN_PRESETS, fairseq_init_
-from .result import GradInitResult
-from .trainer import PLOT_FILE, SCALES_FILE
+from .result import PLOT_FILE, SCALES_FILE, GradInitResult
 from .translation import (
     TRANSLATION_INITS,
     TranslationDataArguments,

@@ -14,6 +14,9 @@ from torch import nn
 from .config import GradInitConfig
 
 RESULT_FORMAT_VERSION = 1
+#: File names of a saved result and its plot, wherever one is written (Trainer output_dir, checkpoints).
+SCALES_FILE = "gradinit_scales.json"
+PLOT_FILE = "gradinit_scales.png"
 
 
 @dataclass

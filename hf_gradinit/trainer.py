@@ -29,12 +29,10 @@ from .batching import batch_size, smallest_splittable_batch
 from .config import GradInitConfig
 from .core import init_with_gradinit
 from .model_card import TrainingDetails, build_model_card
-from .result import GradInitResult
+from .result import PLOT_FILE, SCALES_FILE, GradInitResult
 
 logger = logging.getLogger("hf_gradinit")
 
-SCALES_FILE = "gradinit_scales.json"
-PLOT_FILE = "gradinit_scales.png"
 GRADINIT_TAG = "gradinit"
 
 

@@ -109,7 +109,7 @@ def test_resume_continues_from_the_saved_step_without_rerunning_gradinit(two_pro
     scales_before = (resumed / "gradinit_scales.json").read_text()
     completed = run_script(*TINY, *GRADINIT, "--max_steps", "6", "--output_dir", str(resumed), "--resume", processes=2)
     assert completed.returncode == 0, completed.stderr[-4000:]
-    assert "GradInit: not run again" in completed.stderr and "hf_gradinit" not in completed.stderr
+    assert "GradInit: not run again" in completed.stderr and "GradInit done" not in completed.stderr
 
     records = metrics(resumed)
     resume_at = next(i for i, r in enumerate(records) if r.get("event") == "resume")
@@ -240,3 +240,37 @@ def test_average_checkpoints_loads_the_mean_and_keeps_ties(two_process_run: Path
     torch.testing.assert_close(shared, (states[0]["model.shared.weight"] + states[1]["model.shared.weight"]) / 2)
     assert model.lm_head.weight is shared
     assert not torch.equal(states[0]["model.shared.weight"], states[1]["model.shared.weight"])
+
+
+# ---------------------------------------------------------------- publishing
+
+
+def test_push_offline_fails_clearly_and_leaves_a_complete_final_checkpoint(tmp_path) -> None:
+    out = tmp_path / "run"
+    completed = run_script(*TINY, *GRADINIT, "--max_steps", "2", "--output_dir", str(out), "--push_to_hub", "me/mt")
+    assert completed.returncode == 1
+    assert "Could not push to the Hub repo 'me/mt'" in completed.stderr
+    assert f"The checkpoint is complete at {out / 'final'}" in completed.stderr
+    card = (out / "final" / "README.md").read_text()
+    assert "## GradInit initialisation" in card and "test_bleu" in card and "from scratch" in card
+    assert GradInitResult.load(out / "final" / "gradinit_scales.json").scales == (
+        GradInitResult.load(out / "gradinit_scales.json").scales
+    )
+    assert AutoModelForSeq2SeqLM.from_pretrained(out / "final").config.gradinit is not None
+
+
+def test_push_uploads_the_final_checkpoint_through_the_hub_api(tmp_path, monkeypatch) -> None:
+    from test_hub import FakeHfApi
+
+    api = FakeHfApi()
+    monkeypatch.setattr("hf_gradinit.hub.HfApi", lambda: api)
+    out = tmp_path / "run"
+    train_mt.main([*TINY, *GRADINIT, "--max_steps", "2", "--output_dir", str(out), "--push_to_hub", "me/mt"])
+    assert [name for name, _, _ in api.calls] == ["create_repo", "upload_folder"]
+    assert api.calls[1][2]["folder_path"] == str(out / "final") and api.calls[1][2]["repo_id"] == "me/mt"
+    assert {"README.md", "config.json", "model.safetensors", "gradinit_scales.json"} <= set(api.uploaded)
+
+
+def test_push_needs_a_gradinit_model(tmp_path) -> None:
+    with pytest.raises(ValueError, match="--push_to_hub publishes GradInit-initialised models"):
+        train_mt.main([*TINY, "--output_dir", str(tmp_path / "run"), "--push_to_hub", "me/mt"])

@@ -11,7 +11,8 @@ validation loss and beam-search BLEU/chrF -> test BLEU -> the final model and to
 
 Output directory: `tokenizer/`, `checkpoints/step_*/` (`accelerator.save_state`, for `--resume`), `metrics.jsonl`,
 `training_curves.png`, `gradinit_scales.json`/`.png` (with `--gradinit`) and `final/` (model + tokenizer, loads with
-`AutoModelForSeq2SeqLM.from_pretrained`). Publishing to the Hub is not part of this script yet (no `--push_to_hub`).
+`AutoModelForSeq2SeqLM.from_pretrained`; for a GradInit-initialised model also `gradinit_scales.*` and a `README.md`
+model card, and `--push_to_hub REPO_ID` uploads it).
 """
 
 from __future__ import annotations
@@ -36,11 +37,13 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers import AutoModelForSeq2SeqLM, HfArgumentParser, get_scheduler
 
-from hf_gradinit import GradInitResult, freeze_sinusoidal_positions_, init_with_gradinit
+from hf_gradinit import GradInitResult, TrainingDetails, freeze_sinusoidal_positions_, init_with_gradinit
 from hf_gradinit.arguments import GradInitArguments
 from hf_gradinit.batching import to_device
 from hf_gradinit.data import load_tokenizer, tokenize_translation, train_joint_bpe
+from hf_gradinit.hub import HubPushError, push_checkpoint, save_gradinit_checkpoint
 from hf_gradinit.presets import POST_LN_PRESETS
+from hf_gradinit.result import PLOT_FILE, SCALES_FILE
 from hf_gradinit.translation import (
     TRANSLATION_INITS,
     TrainingDivergedError,
@@ -133,6 +136,14 @@ class TrainArguments:
     )
     num_beams: int = field(default=5, metadata={"help": "Beam size; max length is 1.2 * source length + 10."})
     eval_batch_sentences: int = field(default=64, metadata={"help": "Sentences per evaluation batch."})
+    push_to_hub: str | None = field(
+        default=None,
+        metadata={
+            "help": "Upload final/ (model, tokenizer, GradInit record, model card) to this Hub repo id at the end; "
+            "needs a GradInit-initialised model (--gradinit, or --model_name_or_path of one)."
+        },
+    )
+    hub_private: bool = field(default=False, metadata={"help": "Create the --push_to_hub repo as private."})
 
     def __post_init__(self) -> None:
         if not self.output_dir:
@@ -148,6 +159,8 @@ class TrainArguments:
                 raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}.")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"--label_smoothing must be in [0, 1), got {self.label_smoothing}.")
+        if self.hub_private and not self.push_to_hub:
+            raise ValueError("--hub_private only applies with --push_to_hub REPO_ID.")
         if self.average_last > self.keep_checkpoints:
             raise ValueError(
                 f"--average_last {self.average_last} needs --keep_checkpoints >= {self.average_last} "
@@ -175,6 +188,8 @@ def parse_arguments(argv: list[str] | None) -> tuple[ModelArguments, Translation
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Train (or resume) one model; returns a summary of the run (losses, BLEU, wall time, steps)."""
     model_args, data_args, args, gradinit_args = parse_arguments(argv)
+    if args.push_to_hub and not (gradinit_args.gradinit or model_args.model_name_or_path):
+        raise ValueError("--push_to_hub publishes GradInit-initialised models: add --gradinit.")
     started = time.perf_counter()
 
     # -------------------------------------------------------------------------------------------- set-up
@@ -263,8 +278,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         gradinit_ran = True
         logger.info("GradInit: %s", result.summary())
         if is_main:
-            result.save(out / "gradinit_scales.json")
-            result.plot(out / "gradinit_scales.png")
+            result.save(out / SCALES_FILE)
+            result.plot(out / PLOT_FILE)
     else:
         logger.info("GradInit: off")
 
@@ -287,8 +302,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         accelerator.load_state(saved[-1])
         position = json.loads((saved[-1] / "trainer_state.json").read_text())
         step, epoch, batch_in_epoch = position["step"], position["epoch"], position["batch_in_epoch"]
-        if (out / "gradinit_scales.json").exists():  # keep config.gradinit in the final model's config
-            GradInitResult.load(out / "gradinit_scales.json").record_in(accelerator.unwrap_model(model))
+        if (out / SCALES_FILE).exists():  # keep config.gradinit in the final model's config
+            GradInitResult.load(out / SCALES_FILE).record_in(accelerator.unwrap_model(model))
         logger.info("Resumed from %s at step %d (epoch %d)", saved[-1], step, epoch)
     last_good = saved[-1] if args.resume else None
     record(event="resume" if args.resume else "start", step=step, world_size=world, init=init_used,
@@ -402,10 +417,38 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     logger.info("step %d | test loss %.3f | BLEU %.2f | chrF %.2f", step, test["loss"], test["bleu"], test["chrf"])
     if is_main:
         final_model.generation_config.num_beams = args.num_beams
-        final_model.save_pretrained(out / "final")
-        tokenizer.save_pretrained(out / "final")
+        # The record of this run's GradInit (with its history), or of the one the loaded model went through.
+        gradinit = GradInitResult.load(out / SCALES_FILE) if (out / SCALES_FILE).exists() else None
+        gradinit = gradinit or GradInitResult.from_model(final_model)
+        if gradinit is None:
+            final_model.save_pretrained(out / "final")
+            tokenizer.save_pretrained(out / "final")
+        else:  # the same checkpoint writer and model card as `hf-gradinit init`, with the training that followed
+            training = TrainingDetails(
+                hyperparameters={**vars(args), "processes": world, "init": init_used},
+                eval_results={
+                    **{f"valid_{k}": v for k, v in valid.items()},
+                    **{f"test_{k}": v for k, v in test.items()},
+                },
+            )
+            save_gradinit_checkpoint(
+                final_model,
+                gradinit,
+                out / "final",
+                tokenizer=tokenizer,
+                overwrite=True,  # final/ is this run's own output (a resumed run writes it again)
+                training=training,
+                model_name=args.push_to_hub or out.name,
+                pipeline_tag="translation",
+                language=[data_args.src_lang, data_args.tgt_lang],
+                tags=["post-ln", "translation"],
+                search_data=f"training batches of this run; {description}",
+            )
         plot_training_curves(metrics_path, out / "training_curves.png")
         logger.info("Saved %s (model + tokenizer), %s, %s", out / "final", metrics_path, out / "training_curves.png")
+        if args.push_to_hub:
+            commit = push_checkpoint(out / "final", args.push_to_hub, private=args.hub_private)
+            logger.info("Pushed %s to %s (%s)", out / "final", args.push_to_hub, commit)
     accelerator.wait_for_everyone()
     return {
         "train_loss": train_loss,
@@ -422,5 +465,5 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 if __name__ == "__main__":
     try:
         main()
-    except (TrainingDivergedError, FileExistsError, FileNotFoundError, ValueError) as error:
+    except (TrainingDivergedError, HubPushError, FileExistsError, FileNotFoundError, ValueError) as error:
         sys.exit(f"train_mt.py: error: {error}")
