@@ -258,7 +258,7 @@ class GradInitSearch:
         theta = [t.requires_grad_() for t in theta]
         lookahead = self.loss(theta, batch)
         outer = torch.autograd.grad(lookahead, theta, materialize_grads=True)
-        return lookahead, self._block_dots(outer) * self.block_shrink / self.config.target_lr
+        return lookahead, self.block_dots(outer) * self.block_shrink / self.config.target_lr
 
     def constraint_gradient(
         self, theta: list[torch.Tensor], grads: tuple[torch.Tensor, ...], global_grads: list[torch.Tensor]
@@ -274,7 +274,7 @@ class GradInitSearch:
         hessian_v = torch.autograd.grad(
             [grads[i] for i in live], theta, grad_outputs=[v[i] for i in live], materialize_grads=True
         )
-        return self._block_dots(hessian_v)
+        return self.block_dots(hessian_v)
 
     def update_scales(self, alpha_grad: torch.Tensor, kind: str) -> None:
         """Adam step on alpha with the moments of this step kind, then the clamps."""
@@ -317,7 +317,7 @@ class GradInitSearch:
             return torch._foreach_div(grads, norm)
         return torch._foreach_div(grads, torch._foreach_add(torch._foreach_abs(grads), self.config.target_eps))
 
-    def _block_dots(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+    def block_dots(self, tensors: list[torch.Tensor]) -> torch.Tensor:
         """Per block i: <tensors_i, w_i>, accumulated in the dtype of alpha."""
         dtype = self.alpha.dtype
         return torch.stack([torch.sum(tensors[i].to(dtype) * self.weights[i].to(dtype)) for i in self.block_index])

@@ -6,9 +6,9 @@ Each variant runs in a fresh child process (so its peak memory is its own), on t
 - constraint step: the gradient-norm step (double backward under the math attention backend), graph built
   speculatively because the previous step was a constraint step; and the same after an objective step, when the
   first pass has to be redone with the graph;
-- naive objective step: the published scheme, which takes the gradient with `create_graph=True` on every
-  iteration and differentiates the look-ahead loss through the Adam step theta - eta * sign(g): sign has zero
-  derivative, but autograd still runs the whole double backward to find that out.
+- naive objective step: the gradient taken with `create_graph=True` on every iteration (as the official code
+  does) and the look-ahead loss differentiated through the Adam step theta - eta * sign(g) as plain autograd code
+  does: sign has zero derivative, but autograd still runs the whole double backward to find that out.
 Prints a markdown table: median seconds per step, ratio to the train step, peak memory above the model's.
 
     python scripts/bench_gradinit.py                                # 6+6-layer d=128 Post-LN Marian, CPU
@@ -83,7 +83,7 @@ def step_function(variant: str, model: MarianMTModel, args: argparse.Namespace) 
         theta, _, grads = search.first_pass(first, build_graph=True)
         stepped = [t - config.target_lr * g.sign() for t, g in zip(theta, grads)]  # not detached
         outer = torch.autograd.grad(search.loss(stepped, second), theta)
-        search.update_scales(search._block_dots(outer) / config.target_lr, "objective")
+        search.update_scales(search.block_dots(outer) / config.target_lr, "objective")
 
     def gradinit_step(batch: dict) -> None:
         search.expect_constraint = variant == "constraint step"

@@ -19,6 +19,14 @@ loss and BLEU against lr) are written there.
     python scripts/stability_sweep.py --name ding --corpus ding --jobs 2              # the grid in the foreground
     python scripts/stability_sweep.py --name ding --corpus ding --jobs 2 --detach     # in the background (log file)
     python scripts/stability_sweep.py --name ding --corpus ding --report_only         # table + plot of what is done
+
+On a GPU with internet, the paper's model on IWSLT'14 (bf16 autocast; GradInit itself runs in fp32):
+
+    python scripts/stability_sweep.py --name iwslt14 --preset iwslt14-de-en --corpus bbaaaa/iwslt14-de-en \
+        --dataset_revision refs/convert/parquet --bpe_vocab_size 10000 --max_tokens 4096 --steps 4000 \
+        --lrs 5e-4 7e-4 1e-3 --warmup_steps 4000 --max_eval_sentences 1000 \
+        --gradinit_args "--gradinit_iterations 780 --gradinit_scale_lr 2.5e-3 --gradinit_grad_norm_bound 1000" \
+        --extra_args "--mixed_precision bf16"
 """
 
 from __future__ import annotations
@@ -49,6 +57,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--name", required=True, help="Results go to <results_dir>/<name>/.")
     parser.add_argument("--results_dir", default=str(REPO / "docs" / "results"), help="Where sweeps are stored.")
     parser.add_argument("--corpus", default="ding", help="train_mt --source: ding, toy, a file, a Hub id.")
+    parser.add_argument("--dataset_config_name", default=None, help="Hub dataset config, e.g. de-en.")
+    parser.add_argument("--dataset_revision", default=None, help="Hub dataset revision, e.g. refs/convert/parquet.")
     parser.add_argument("--toy_size", type=int, default=50_000, help="Pairs of the toy corpus.")
     parser.add_argument("--preset", default="small", help="Post-LN preset (train_mt --preset).")
     parser.add_argument("--lrs", type=float, nargs="+", default=[5e-4, 1e-3, 2e-3], help="Peak learning rates.")
@@ -91,6 +101,9 @@ def train_mt_arguments(args: argparse.Namespace, arm: str, lr: float, seed: int,
         str(args.max_eval_sentences), "--output_dir", str(output_dir),
         "--warmup_steps", str(args.warmup_steps if arm == "fairseq+warmup" else 0),
     ]  # fmt: skip
+    for option in ("dataset_config_name", "dataset_revision"):
+        if getattr(args, option):
+            command += [f"--{option}", getattr(args, option)]
     if arm == "fairseq+gradinit":
         command += ["--gradinit", *shlex.split(args.gradinit_args)]
     return command + shlex.split(args.extra_args)
@@ -135,7 +148,9 @@ def unigram_plateau(args: argparse.Namespace) -> float:
     """The plateau of the runs' corpus: target-token frequencies under the BPE every run trains (same data, size)."""
     from hf_gradinit.data import load_translation_corpus, train_joint_bpe
 
-    corpus, _ = load_translation_corpus(args.corpus, toy_size=args.toy_size)
+    corpus, _ = load_translation_corpus(
+        args.corpus, config_name=args.dataset_config_name, revision=args.dataset_revision, toy_size=args.toy_size
+    )
     tokenizer = train_joint_bpe(corpus, args.bpe_vocab_size)
     counts: Counter[int] = Counter()
     for pair in corpus["train"]["translation"]:
