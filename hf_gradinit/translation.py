@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from transformers import MarianMTModel, PreTrainedTokenizerBase
 
 from .data import MaxTokensBatchSampler, TranslationCollator, example_lengths, load_translation_corpus
-from .presets import POST_LN_PRESETS, fairseq_init_, post_ln_config
+from .presets import fairseq_init_, post_ln_config
 
 __all__ = [
     "TRANSLATION_INITS",
@@ -132,8 +132,6 @@ def build_translation_model(
     """
     if init not in TRANSLATION_INITS:
         raise ValueError(f"init must be one of {TRANSLATION_INITS}, got {init!r}.")
-    if preset not in POST_LN_PRESETS:
-        raise ValueError(f"Unknown preset {preset!r}; valid presets: {', '.join(POST_LN_PRESETS)}.")
     config = post_ln_config(
         preset,
         vocab_size=len(tokenizer),
