@@ -257,6 +257,17 @@ def plot(args: argparse.Namespace, runs: list[dict[str, Any]], plateau: float, p
     plt.close(fig)
 
 
+def machine_description() -> str:
+    """CPU cores, the GPU (if any) and Python: what the report's wall times were measured on."""
+    import torch
+
+    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
+    return (
+        f"{platform.machine()}, {os.cpu_count()} CPU cores{gpu}, "
+        f"{platform.python_implementation()} {platform.python_version()}, torch {torch.__version__}"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_arguments(argv)
@@ -279,8 +290,7 @@ def main(argv: list[str] | None = None) -> None:
     if "unigram_plateau" not in settings:
         settings = {
             "unigram_plateau": unigram_plateau(args),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
-            f"{platform.python_implementation()} {platform.python_version()}",
+            "machine": machine_description(),
             "command": shlex.join(["python", "scripts/stability_sweep.py", *[a for a in argv if a != "--report_only"]]),
         }
         settings_path.write_text(json.dumps(settings, indent=1) + "\n")

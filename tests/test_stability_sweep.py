@@ -5,10 +5,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "stability_sweep.py"
 spec = importlib.util.spec_from_file_location("stability_sweep", SCRIPT)
@@ -39,8 +41,11 @@ def test_tiny_grid_runs_reports_and_resumes(tmp_path, capsys):
     assert "2 of 2 planned runs finished" in report and "| fairseq+gradinit | 0.001 |" in report
     assert (results / "sweep.png").stat().st_size > 10_000
     assert not any((tmp_path / "scratch" / "tiny").iterdir())  # run directories are removed once summarised
-    plateau = json.loads((results / "sweep.json").read_text())["unigram_plateau"]
-    assert 0 < plateau < math.log(200)
+    settings = json.loads((results / "sweep.json").read_text())
+    assert 0 < settings["unigram_plateau"] < math.log(200)
+    gpu = f"GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "no GPU"
+    assert f"{os.cpu_count()} CPU cores, {gpu}" in settings["machine"] and torch.__version__ in settings["machine"]
+    assert settings["machine"] in report  # the wall times are labelled with the machine that measured them
 
     # Rerunning resumes: nothing is redone, and a missing summary is the only run done again.
     before = {p.name: p.read_text() for p in (results / "runs").glob("*.json")}
