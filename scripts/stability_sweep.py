@@ -27,6 +27,11 @@ On a GPU with internet, the paper's model on IWSLT'14 (bf16 autocast; GradInit i
         --lrs 5e-4 7e-4 1e-3 --warmup_steps 4000 --max_eval_sentences 1000 \
         --gradinit_args "--gradinit_iterations 780 --gradinit_scale_lr 2.5e-3 --gradinit_grad_norm_bound 1000" \
         --extra_args "--mixed_precision bf16"
+
+Its wall time is not measured. For scale: on an H200 with ten runs sharing the GPU, 600 steps of this model on
+Ding took 160-220 s per run, and the published 780 GradInit iterations did not finish in 400 s (docs/results/
+ding-iwslt14-600-h200/). Extrapolated from that, not measured: an hour or more for the 12 runs of 4000 steps
+with `--jobs 8`.
 """
 
 from __future__ import annotations
