@@ -1,4 +1,4 @@
-"""Batches for GradInit: cycling any iterable, splitting a batch into S and S~, moving it to a device."""
+"""Batches for GradInit: cycling any iterable, and splitting a batch into S and S~ along its batch dimension."""
 
 from __future__ import annotations
 
@@ -90,16 +90,3 @@ def split_batch(batch: Any, mode: str) -> tuple[Any, Any]:
     first = round(2 * size / 3) if mode == "overlap" else size // 2
     second_start = size - first if mode == "overlap" else first
     return slice_batch(batch, 0, first, size), slice_batch(batch, second_start, size, size)
-
-
-def to_device(batch: Any, device: torch.device) -> Any:
-    """Move every tensor in a (nested) batch to `device`."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, Mapping):
-        return type(batch)({key: to_device(value, device) for key, value in batch.items()})
-    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
-        return type(batch)(*(to_device(value, device) for value in batch))
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(value, device) for value in batch)
-    return batch

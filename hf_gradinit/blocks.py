@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -12,16 +13,32 @@ from torch import nn
 BlockKind = Literal["weight", "norm_weight", "bias"]
 
 _NORM_CLASS = re.compile(r"Norm(\d[dD])?$")
+#: Modules holding a fixed (not learned) table, e.g. Marian's sinusoidal positions, which transformers 5.x makes
+#: trainable when a checkpoint is reloaded: never scaled, whatever their `requires_grad`.
+_FIXED_TABLE_CLASS = re.compile(r"Sinusoidal")
+_COMPILED_PREFIX = "_orig_mod."
 
 
 @dataclass
 class Parameter:
-    """One trainable tensor. `is_block` is False for zero-norm tensors: they are stepped but not scaled."""
+    """One trainable tensor. Only blocks are scaled; the others (zero tensors, fixed tables, excluded names) still
+    take the look-ahead step, as training would move them."""
 
-    name: str
+    name: str  # the path inside the model (what `functional_call` substitutes)
     tensor: nn.Parameter
     kind: BlockKind
     is_block: bool
+
+    @property
+    def record_name(self) -> str:
+        """The name the scale is recorded under: the path without `torch.compile` wrappers, so it replays on the
+        plain model."""
+        return canonical_name(self.name)
+
+
+def canonical_name(name: str) -> str:
+    """`name` without the `_orig_mod.` segments that `torch.compile` inserts."""
+    return name.replace(_COMPILED_PREFIX, "")
 
 
 def is_norm_layer(module: nn.Module) -> bool:
@@ -31,11 +48,23 @@ def is_norm_layer(module: nn.Module) -> bool:
     )
 
 
-def trainable_parameters(model: nn.Module) -> list[Parameter]:
-    """Trainable parameters deduplicated by identity (tied weights appear once, under their first name)."""
+def is_fixed_table(module: nn.Module) -> bool:
+    """A module whose weight is a fixed code rather than learned (sinusoidal position tables)."""
+    return bool(_FIXED_TABLE_CLASS.search(type(module).__name__))
+
+
+def trainable_parameters(model: nn.Module, exclude: Sequence[str] = ()) -> list[Parameter]:
+    """Trainable parameters deduplicated by identity (tied weights appear once, under their first name).
+
+    Blocks are the non-zero ones, except fixed tables and names matching a pattern of `exclude` (`re.search`).
+    """
     norm_params = {
         id(param) for module in model.modules() if is_norm_layer(module) for param in module.parameters(recurse=False)
     }
+    fixed = {
+        id(param) for module in model.modules() if is_fixed_table(module) for param in module.parameters(recurse=False)
+    }
+    patterns = [re.compile(pattern) for pattern in exclude]
     found = []
     for name, param in model.named_parameters():  # removes duplicates (tied weights) by identity
         if not param.requires_grad:
@@ -46,14 +75,18 @@ def trainable_parameters(model: nn.Module) -> list[Parameter]:
             kind = "norm_weight"
         else:
             kind = "weight"
+        excluded = id(param) in fixed or any(pattern.search(canonical_name(name)) for pattern in patterns)
         with torch.no_grad():
             nonzero = bool(param.detach().abs().sum() > 0)
-        found.append(Parameter(name, param, kind, nonzero))
+        found.append(Parameter(name, param, kind, nonzero and not excluded))
     if not found:
         raise ValueError(
             "The model has no trainable parameters (all have requires_grad=False): GradInit has nothing to scale. "
             "Unfreeze the parameters to initialise, e.g. `for p in model.parameters(): p.requires_grad_(True)`."
         )
     if not any(p.is_block for p in found):
-        raise ValueError("Every trainable parameter of the model is zero: GradInit can only rescale non-zero tensors.")
+        raise ValueError(
+            "No trainable parameter of the model can be scaled: every one is zero, a fixed table or excluded by "
+            "exclude_parameters. GradInit can only rescale non-zero learned tensors."
+        )
     return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -31,7 +32,10 @@ class GradInitConfig:
     )
     target_weight_decay: float = field(
         default=0.0,
-        metadata={"help": "Decoupled weight decay of the 'adamw' step (lambda), applied to blocks with ndim >= 2."},
+        metadata={
+            "help": "Weight decay of the first step (lambda), on tensors with ndim >= 2: AdamW's decoupled decay, or "
+            "SGD's L2 term (for one step from zero momentum both shrink theta by 1 - eta * lambda)."
+        },
     )
     target_eps: float = field(default=1e-8, metadata={"help": "Adam epsilon of the first step: A[g] = g/(|g|+eps)."})
     scale_lr: float = field(default=2.5e-3, metadata={"help": "Adam learning rate on the scales alpha (tau)."})
@@ -62,10 +66,20 @@ class GradInitConfig:
             "'disjoint' (halves) or 'same' (both the whole batch)."
         },
     )
+    exclude_parameters: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "Regular expressions (re.search on parameter names): matching parameters are not scaled (they "
+            "still take the look-ahead step if trainable). Fixed tables (sinusoidal positions) are never scaled."
+        },
+    )
     seed: int = field(default=0, metadata={"help": "Seed of the random number generator during the search."})
 
     def __post_init__(self) -> None:
         self.scale_betas = tuple(self.scale_betas)  # JSON and argument parsers give lists
+        if isinstance(self.exclude_parameters, str):
+            self.exclude_parameters = (self.exclude_parameters,)
+        self.exclude_parameters = tuple(self.exclude_parameters)
         if self.grad_norm_bound is None:
             self.grad_norm_bound = math.inf
         problems = []
@@ -89,8 +103,16 @@ class GradInitConfig:
             problems.append(f"scale_grad_clip must be > 0 or None, got {self.scale_grad_clip!r}")
         if len(self.scale_betas) != 2 or not all(0 <= b < 1 for b in self.scale_betas):
             problems.append(f"scale_betas must be two numbers in [0, 1), got {self.scale_betas!r}")
-        if self.target_weight_decay and self.target_optimizer != "adamw":
-            problems.append("target_weight_decay only applies to target_optimizer='adamw'; set one or the other")
+        if self.target_weight_decay and self.target_optimizer == "adam":
+            problems.append(
+                "target_weight_decay needs target_optimizer='adamw' (decoupled decay) or 'sgd'; Adam's L2 term "
+                "is not modelled"
+            )
+        for pattern in self.exclude_parameters:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                problems.append(f"exclude_parameters: {pattern!r} is not a regular expression ({error})")
         if self.normalize_sgd_step and self.target_optimizer != "sgd":
             problems.append("normalize_sgd_step only applies to target_optimizer='sgd'; set one or the other")
         if problems:
@@ -126,6 +148,7 @@ class GradInitConfig:
         """JSON-safe dict (infinite bound as None)."""
         data = dataclasses.asdict(self)
         data["scale_betas"] = list(self.scale_betas)
+        data["exclude_parameters"] = list(self.exclude_parameters)
         if math.isinf(self.grad_norm_bound):
             data["grad_norm_bound"] = None
         return data

@@ -1,20 +1,23 @@
 """GradInit: learn one scale per parameter block so that the target optimizer's first step lowers the loss most.
 
-The search never writes to the model: every forward pass runs through `torch.func.functional_call` with
-substituted tensors, and the scales are folded into the weights only after the last iteration. So an exception
-or an interrupt leaves the model exactly as it was.
+The search never writes to the model: every pass runs through `torch.func.functional_call` with substituted
+tensors (`GradInitSearch.substituted`), on the model `isolation.isolated` prepares (unwrapped, fp32, dropout off)
+and restores; the scales are folded into the weights only after the last iteration. So an exception or an
+interrupt leaves the model exactly as it was.
 
 Cost per iteration:
 - objective step: two first-order forward+backward passes (on S at theta, on S~ at the stepped theta');
   the step is detached, so d J / d alpha_i = <dL(S~)/dtheta'_i, w_i> / eta needs no second-order graph.
 - constraint step: the gradient-norm gradient is a Hessian-vector product (double backward), run under the math
   attention backend. The graph for it is built speculatively when the previous step was a constraint step,
-  otherwise the first pass is redone with it.
+  otherwise the first pass is redone with it. Whether the model can run it is checked before iteration 1.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import itertools
 import logging
 import math
 import sys
@@ -24,13 +27,15 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from accelerate.utils import convert_to_fp32, send_to_device
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
-from .batching import cycle_batches, split_batch, to_device
+from .batching import cycle_batches, split_batch
 from .blocks import Parameter, trainable_parameters
 from .config import GradInitConfig
+from .isolation import isolated, search_device, unwrap_model
 from .result import GradInitResult
 
 logger = logging.getLogger("hf_gradinit")
@@ -57,12 +62,16 @@ def init_with_gradinit(
     """Run GradInit on `model` in place and return the learned scales.
 
     Args:
-        model: any `torch.nn.Module` (e.g. a `PreTrainedModel`), on the device to run on, not yet wrapped in DDP.
+        model: any `torch.nn.Module` (e.g. a `PreTrainedModel`) on one device, plain or wrapped in DDP,
+            `torch.compile` or `accelerator.prepare` (the plain module is initialised; scales are recorded under its
+            parameter names). Weights in bf16/fp16 are searched in fp32 and keep their dtype.
         batches: an iterable of training batches (a DataLoader, a list...), cycled when shorter than the run.
             Dicts, tuples and lists of tensors are split along their first dimension into S and S~.
-        config: a `GradInitConfig`; default `GradInitConfig()` (the published IWSLT settings).
+        config: a `GradInitConfig`; default `GradInitConfig()` (the published IWSLT settings). To follow a
+            training run (optimizer, learning rate, length), build it with `hf_gradinit.config_for_run`.
         loss_fn: `loss_fn(model, batch) -> scalar tensor`, called while the model's parameters are temporarily
-            the scaled / stepped ones. Default: `model(**batch).loss`.
+            the scaled / stepped ones, each time on a shallow copy of the batch (it may pop keys).
+            Default: `model(**batch).loss`.
         progress_bar: show a tqdm bar; default only on a terminal and on rank 0.
         log_every: log a progress line every this many iterations (0: only at the end).
         **overrides: `GradInitConfig` fields that replace those of `config`.
@@ -71,37 +80,70 @@ def init_with_gradinit(
     across ranks, so every rank ends with the same weights (those of rank 0's initialisation, rescaled).
     """
     config = _resolve_config(config, overrides)
+    model = unwrap_model(model)
     if loss_fn is None:
         loss_fn = default_loss
         checked = _RequireLabels(batches)
         batches = iter(checked) if isinstance(batches, Iterator) else checked  # a one-shot source stays one-shot
-    search = GradInitSearch(model, config, loss_fn)
     start = time.perf_counter()
-    show_bar = progress_bar if progress_bar is not None else (sys.stderr.isatty() and search.rank == 0)
-    with search.search_mode(), tqdm(total=config.iterations, desc="GradInit", disable=not show_bar) as bar:
-        for iteration, batch in zip(range(config.iterations), cycle_batches(batches)):
-            record = search.iterate(batch, iteration)
-            bar.update()
-            bar.set_postfix(loss=record["lookahead_loss"] or record["loss"], gnorm=f"{record['grad_norm']:.3g}")
-            if (
-                search.rank == 0
-                and log_every
-                and (iteration + 1) % log_every == 0
-                and iteration + 1 < config.iterations
-            ):
-                search.log_progress(iteration)
-    result = GradInitResult(
-        scales=search.scales(),
-        config=config,
-        kinds={search.params[i].name: search.params[i].kind for i in search.block_index},
-        history=search.history,
-        wall_time=time.perf_counter() - start,
-        world_size=search.world_size,
-    )
-    search.fold_into(model, result)
+    with isolated(model, seed=config.seed):
+        search = GradInitSearch(model, config, loss_fn)
+        if search.rank == 0:
+            logger.info("GradInit settings: %s", describe(config))
+        source = cycle_batches(batches)
+        first_batch = next(source)
+        search.check_double_backward(first_batch)
+        show_bar = progress_bar if progress_bar is not None else (sys.stderr.isatty() and search.rank == 0)
+        with tqdm(total=config.iterations, desc="GradInit", disable=not show_bar) as bar:
+            for iteration, batch in zip(range(config.iterations), itertools.chain([first_batch], source)):
+                record = search.iterate(batch, iteration)
+                bar.update()
+                bar.set_postfix(loss=record["lookahead_loss"] or record["loss"], gnorm=f"{record['grad_norm']:.3g}")
+                if (
+                    search.rank == 0
+                    and log_every
+                    and (iteration + 1) % log_every == 0
+                    and iteration + 1 < config.iterations
+                ):
+                    search.log_progress(iteration)
+        result = GradInitResult(
+            scales=search.scales(),
+            config=config,
+            kinds={search.params[i].record_name: search.params[i].kind for i in search.block_index},
+            history=search.history,
+            wall_time=time.perf_counter() - start,
+            world_size=search.world_size,
+        )
+        rank_zero_weights = search.weights if search.distributed else None
+    # Outside the search: the model has its own dtypes, buffers and modes again; the scales are its only change.
+    fold_into(model, result, rank_zero_weights)
     if search.rank == 0:
         search.log_progress(config.iterations - 1, final=True)
     return result
+
+
+def describe(config: GradInitConfig) -> str:
+    """The settings that decide what GradInit optimises, in one line (logged before every search)."""
+    step = config.target_optimizer
+    if config.target_optimizer == "sgd" and config.normalize_sgd_step:
+        step += " (normalized)"
+    decay = f", weight decay {config.target_weight_decay:g}" if config.target_weight_decay else ""
+    bound = f"||g||_{config.grad_norm_order} <= {config.grad_norm_bound:g}"
+    excluded = f", excluding {list(config.exclude_parameters)}" if config.exclude_parameters else ""
+    return (
+        f"first step of {step} at eta = {config.target_lr:g}{decay}; {config.iterations} iterations, "
+        f"tau = {config.scale_lr:g}, {bound}, batch split {config.batch_split!r}{excluded}"
+    )
+
+
+def fold_into(model: nn.Module, result: GradInitResult, weights: list[torch.Tensor] | None = None) -> None:
+    """w <- alpha * w, in place: the only write to the model. Under torch.distributed, first every rank takes rank
+    0's starting weights (`weights`), as DDP would."""
+    if weights is not None:
+        with torch.no_grad():
+            for param, weight in zip(trainable_parameters(model), weights):
+                param.tensor.copy_(weight)
+    result.apply_to(model)
 
 
 def _resolve_config(config: GradInitConfig | None, overrides: dict[str, Any]) -> GradInitConfig:
@@ -134,16 +176,16 @@ class _RequireLabels:
             yield batch
 
 
-class _LossModule(nn.Module):
-    """Lets `functional_call` substitute the parameters of `model` around an arbitrary `loss_fn(model, batch)`."""
+class _Substitution(nn.Module):
+    """Holds `model` so that `functional_call` can substitute its parameters around any function (not only a
+    forward): `functional_call(substitution, {"model.<name>": tensor}, (run,))` runs `run()`."""
 
-    def __init__(self, model: nn.Module, loss_fn: LossFn) -> None:
+    def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
-        self.loss_fn = loss_fn
 
-    def forward(self, batch: Any) -> torch.Tensor:
-        return self.loss_fn(self.model, batch)
+    def forward(self, run: Callable[[], Any]) -> Any:
+        return run()
 
 
 class _ScaleAdam:
@@ -167,9 +209,9 @@ class GradInitSearch:
 
     def __init__(self, model: nn.Module, config: GradInitConfig, loss_fn: LossFn) -> None:
         self.model, self.config = model, config
-        self.params: list[Parameter] = trainable_parameters(model)
-        self.loss_module = _LossModule(model, loss_fn)
-        self.device = self.params[0].tensor.device
+        self.params: list[Parameter] = trainable_parameters(model, config.exclude_parameters)
+        self.loss_fn, self.substitution = loss_fn, _Substitution(model)
+        self.device = search_device(model)
         self.distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
         self.world_size = dist.get_world_size() if self.distributed else 1
         self.rank = dist.get_rank() if self.distributed else 0
@@ -206,7 +248,7 @@ class GradInitSearch:
 
     def iterate(self, batch: Any, iteration: int) -> dict[str, Any]:
         """One GradInit iteration on `batch`; appends to and returns the history record."""
-        first, second = split_batch(to_device(batch, self.device), self.config.batch_split)
+        first, second = split_batch(self.on_device(batch), self.config.batch_split)
         build_graph = self.expect_constraint and math.isfinite(self.config.grad_norm_bound)
         theta, loss, grads = self.first_pass(first, build_graph)
         global_grads = self._mean_over_ranks_list([g.detach() for g in grads])
@@ -243,9 +285,13 @@ class GradInitSearch:
         """Loss and gradient on S at theta = alpha * w; with the graph for a double backward if asked."""
         theta = [t.requires_grad_() for t in self.scaled_weights()]
         attention = sdpa_kernel(SDPBackend.MATH) if build_graph else contextlib.nullcontext()
-        with attention:
-            loss = self.loss(theta, batch)
-            grads = torch.autograd.grad(loss, theta, create_graph=build_graph, materialize_grads=True)
+
+        def loss_and_gradient() -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+            with attention:
+                loss = self.loss_of(batch)
+                return loss, torch.autograd.grad(loss, theta, create_graph=build_graph, materialize_grads=True)
+
+        loss, grads = self.substituted(theta, loss_and_gradient)
         return theta, loss, grads
 
     def objective_gradient(self, batch: Any, grads: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -256,8 +302,12 @@ class GradInitSearch:
             torch._foreach_mul_(theta, self.shrink)
             torch._foreach_add_(theta, step, alpha=-self.config.target_lr)
         theta = [t.requires_grad_() for t in theta]
-        lookahead = self.loss(theta, batch)
-        outer = torch.autograd.grad(lookahead, theta, materialize_grads=True)
+
+        def loss_and_gradient() -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+            loss = self.loss_of(batch)
+            return loss, torch.autograd.grad(loss, theta, materialize_grads=True)
+
+        lookahead, outer = self.substituted(theta, loss_and_gradient)
         return lookahead, self.block_dots(outer) * self.block_shrink / self.config.target_lr
 
     def constraint_gradient(
@@ -271,10 +321,48 @@ class GradInitSearch:
             v = [g / norm for g in global_grads]
         # Gradient entries that do not depend on the parameters (constants of the graph) contribute nothing.
         live = [i for i, g in enumerate(grads) if g.requires_grad]
-        hessian_v = torch.autograd.grad(
-            [grads[i] for i in live], theta, grad_outputs=[v[i] for i in live], materialize_grads=True
-        )
-        return self.block_dots(hessian_v)
+
+        def hessian_vector_product() -> tuple[torch.Tensor, ...]:
+            with sdpa_kernel(SDPBackend.MATH):  # as in the first pass: checkpointed layers recompute the same graph
+                return torch.autograd.grad(
+                    [grads[i] for i in live], theta, grad_outputs=[v[i] for i in live], materialize_grads=True
+                )
+
+        return self.block_dots(self.substituted(theta, hessian_vector_product))
+
+    def check_double_backward(self, batch: Any) -> None:
+        """Fail now, not hundreds of iterations in, if constraint steps are possible (a finite bound) and the model
+        cannot run the double backward they need (flash / flex attention, compiled graphs, once-differentiable
+        kernels): one constraint step's passes on `batch`, whose result is discarded."""
+        if not math.isfinite(self.config.grad_norm_bound):
+            return
+        first, _ = split_batch(self.on_device(batch), self.config.batch_split)
+        try:
+            theta, _, grads = self.first_pass(first, build_graph=True)
+            # A backward that is not itself differentiable (`once_differentiable` kernels) leaves non-zero
+            # gradients without a graph: constraint steps would silently treat them as constants.
+            detached = [self.params[i].name for i, g in enumerate(grads) if not g.requires_grad and bool(g.any())]
+            if detached:
+                raise RuntimeError(
+                    f"the gradients of {detached[:3]}{'...' if len(detached) > 3 else ''} do not depend on the "
+                    "weights after a backward with create_graph=True: an op in the model has a backward that is "
+                    "not differentiable"
+                )
+            self.constraint_gradient(theta, grads, [g.detach() for g in grads])
+        except torch.OutOfMemoryError:
+            raise
+        except RuntimeError as error:
+            attention = getattr(getattr(self.model, "config", None), "_attn_implementation", None)
+            hint = f" (attention implementation: {attention!r})" if attention else ""
+            raise RuntimeError(
+                f"This model cannot run the double backward of GradInit's constraint step{hint}: {error}. Load it with "
+                "attn_implementation='sdpa' or 'eager' for GradInit, or set grad_norm_bound=inf (no constraint "
+                "steps). Nothing was changed."
+            ) from error
+
+    def on_device(self, batch: Any) -> Any:
+        """The batch on the search's device, its bf16/fp16 tensors in fp32 like the model during the search."""
+        return convert_to_fp32(send_to_device(batch, self.device, non_blocking=True))
 
     def update_scales(self, alpha_grad: torch.Tensor, kind: str) -> None:
         """Adam step on alpha with the moments of this step kind, then the clamps."""
@@ -286,10 +374,21 @@ class GradInitSearch:
 
     # -- pieces ----------------------------------------------------------------------------------------------------
 
-    def loss(self, theta: list[torch.Tensor], batch: Any) -> torch.Tensor:
-        """The user's loss with the model's trainable parameters replaced by `theta`."""
+    def substituted(self, theta: list[torch.Tensor], run: Callable[[], Any]) -> Any:
+        """`run()` while the model's trainable parameters are `theta`: forward *and* backward passes inside, so a
+        layer that checkpoints activations recomputes them with `theta` too."""
         substitutes = {f"model.{p.name}": t for p, t in zip(self.params, theta)}
-        loss = torch.func.functional_call(self.loss_module, substitutes, (batch,))
+        return torch.func.functional_call(self.substitution, substitutes, (run,))
+
+    def loss(self, theta: list[torch.Tensor], batch: Any) -> torch.Tensor:
+        """The user's loss with the model's trainable parameters replaced by `theta` (forward only)."""
+        return self.substituted(theta, lambda: self.loss_of(batch))
+
+    def loss_of(self, batch: Any) -> torch.Tensor:
+        """The user's loss on `batch` with the parameters the model has now (inside `substituted`)."""
+        # Each call gets its own shallow copy: a loss may pop keys (Trainer.compute_loss pops `labels`), and the
+        # same batch is used again (a redone first pass, batch_split='same').
+        loss = self.loss_fn(self.model, copy.copy(batch))
         if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
             shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
             raise ValueError(f"The GradInit loss must be a scalar tensor, got {shape}: return the mean loss.")
@@ -372,33 +471,4 @@ class GradInitSearch:
 
     def scales(self) -> dict[str, float]:
         """The learned scale of each block, by parameter name."""
-        return {self.params[i].name: float(a) for i, a in zip(self.block_index, self.alpha.tolist())}
-
-    def fold_into(self, model: nn.Module, result: GradInitResult) -> None:
-        """w <- alpha * w, in place (the only write to the model)."""
-        if self.distributed:
-            with torch.no_grad():
-                for p, w in zip(self.params, self.weights):
-                    p.tensor.copy_(w)
-        result.apply_to(model)
-
-    @contextlib.contextmanager
-    def search_mode(self) -> Iterator[None]:
-        """Dropout off, BatchNorm on batch statistics, fp32, seeded RNG; all restored on exit, even on error."""
-        modes = {module: module.training for module in self.model.modules()}
-        self.model.eval()
-        batch_norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        saved_buffers = [(b, b.clone()) for m in batch_norms for b in m.buffers(recurse=False)]
-        for module in batch_norms:
-            module.train()
-        devices = [self.device.index or 0] if self.device.type == "cuda" else []
-        try:
-            with torch.random.fork_rng(devices=devices), torch.autocast(self.device.type, enabled=False):
-                torch.manual_seed(self.config.seed)
-                yield
-        finally:
-            with torch.no_grad():
-                for buffer, saved in saved_buffers:
-                    buffer.copy_(saved)
-            for module, training in modes.items():
-                module.training = training
+        return {self.params[i].record_name: float(a) for i, a in zip(self.block_index, self.alpha.tolist())}

@@ -11,7 +11,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from .blocks import trainable_parameters
 from .config import GradInitConfig
+from .isolation import unwrap_model
 
 RESULT_FORMAT_VERSION = 1
 #: File names of a saved result and its plot, wherever one is written (Trainer output_dir, checkpoints).
@@ -116,20 +118,35 @@ class GradInitResult:
         return cls.from_dict(record) if record else None
 
     def apply_to(self, model: nn.Module) -> nn.Module:
-        """Multiply each named parameter of `model` by its scale, in place, and record the result in its config.
+        """Multiply each block of `model` by its scale, in place, and record the result in its config.
 
-        Replays the init recipe on a freshly initialised model of the same architecture.
+        Replays the init recipe on a freshly initialised model of the same architecture (wrappers such as DDP or
+        `torch.compile` are looked through). The model's blocks must be exactly the recorded ones: a model whose
+        blocks differ (tied vs untied embeddings, other frozen or zero tensors) is refused, and left unchanged,
+        rather than partly scaled.
         """
-        params = dict(model.named_parameters())
-        missing = sorted(set(self.scales) - set(params))
-        if missing:
+        model = unwrap_model(model)
+        blocks = {
+            p.record_name: p.tensor for p in trainable_parameters(model, self.config.exclude_parameters) if p.is_block
+        }
+        missing, extra = sorted(set(self.scales) - set(blocks)), sorted(set(blocks) - set(self.scales))
+        if missing or extra:
             raise ValueError(
-                f"The model has no parameter(s) {missing[:5]}{'...' if len(missing) > 5 else ''}: these scales were "
-                "learned on a different architecture."
+                "These scales do not fit the model's parameter blocks: "
+                + "; ".join(
+                    f"{label} {names[:5]}{'...' if len(names) > 5 else ''}"
+                    for label, names in (
+                        ("recorded but not blocks of the model:", missing),
+                        ("blocks without a scale:", extra),
+                    )
+                    if names
+                )
+                + ". They were learned on a different architecture (or with other tied, frozen or zero tensors); "
+                "the model was not changed."
             )
         with torch.no_grad():
             for name, scale in self.scales.items():
-                params[name].mul_(scale)
+                blocks[name].mul_(scale)
         self.record_in(model)
         return model
 

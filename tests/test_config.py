@@ -59,7 +59,7 @@ def test_json_round_trip_with_infinite_bound(tmp_path):
         ("scale_grad_clip", 0.0, "scale_grad_clip must be > 0 or None"),
         ("batch_split", "halves", "batch_split must be one of"),
         ("scale_betas", (0.9, 1.0), "scale_betas must be two numbers"),
-        ("target_weight_decay", 0.1, "only applies to target_optimizer='adamw'"),
+        ("target_weight_decay", 0.1, "target_weight_decay needs target_optimizer='adamw'"),
         ("normalize_sgd_step", True, "only applies to target_optimizer='sgd'"),
     ],
 )

@@ -1,10 +1,12 @@
 """A failed or interrupted GradInit leaves the model bit-for-bit unchanged; bad input gets a clear error."""
 
 import logging
+import math
 
 import pytest
 import torch
 from tiny_models import assert_unchanged, seq2seq_batches, snapshot, tiny_marian
+from transformers.models.marian.modeling_marian import shift_tokens_right
 
 from hf_gradinit import GradInitConfig, init_with_gradinit
 from hf_gradinit.batching import split_batch
@@ -49,7 +51,7 @@ def test_nan_loss_is_a_clear_error_and_model_unchanged():
         return loss * float("nan") if len(calls) == 3 else loss
 
     with pytest.raises(FloatingPointError, match=r"GradInit iteration 1: non-finite loss.*left unchanged"):
-        init_with_gradinit(model, seq2seq_batches(), iterations=5, grad_norm_bound=1e9, loss_fn=nan_at_third_call)
+        init_with_gradinit(model, seq2seq_batches(), iterations=5, grad_norm_bound=math.inf, loss_fn=nan_at_third_call)
     assert_unchanged(model, before)
 
 
@@ -63,7 +65,7 @@ def test_diverging_lookahead_is_a_clear_error():
         return loss * float("inf") if len(calls) % 2 == 0 else loss
 
     with pytest.raises(FloatingPointError, match="iteration 0: non-finite alpha_grad.*target_lr too large"):
-        init_with_gradinit(model, seq2seq_batches(), iterations=5, grad_norm_bound=1e9, loss_fn=inf_on_lookahead)
+        init_with_gradinit(model, seq2seq_batches(), iterations=5, grad_norm_bound=math.inf, loss_fn=inf_on_lookahead)
     assert_unchanged(model, before)
 
 
@@ -81,7 +83,7 @@ def test_dropout_is_off_during_the_search_and_mode_restored():
         return model(**batch).loss
 
     result = init_with_gradinit(model, batches, iterations=3, grad_norm_bound=1e9, loss_fn=recording_loss)
-    assert modes == [False] * 6
+    assert modes == [False] * 7  # the double-backward check before iteration 1, then two passes per iteration
     assert model.training
     assert result.history[0]["loss"] == pytest.approx(eval_loss, rel=1e-6)  # no dropout noise in the first loss
 
@@ -170,10 +172,9 @@ def test_logging_and_progress_bar(caplog, capsys):
     with caplog.at_level(logging.INFO, logger="hf_gradinit"):
         init_with_gradinit(tiny_marian(), seq2seq_batches(), iterations=4, grad_norm_bound=40.0, log_every=2)
     lines = [r.getMessage() for r in caplog.records if r.name == "hf_gradinit"]
-    assert (
-        len(lines) == 2 and lines[0].startswith("GradInit iteration 2/4") and lines[1].startswith("GradInit done 4/4")
-    )
-    assert "look-ahead loss(S~)" in lines[1] and "|g|_1" in lines[1] and "constraint steps" in lines[1]
+    assert len(lines) == 3 and lines[0].startswith("GradInit settings: first step of adam at eta = 0.001")
+    assert lines[1].startswith("GradInit iteration 2/4") and lines[2].startswith("GradInit done 4/4")
+    assert "look-ahead loss(S~)" in lines[2] and "|g|_1" in lines[2] and "constraint steps" in lines[2]
     assert "GradInit" not in capsys.readouterr().err  # stderr is not a terminal under pytest: no bar
     init_with_gradinit(tiny_marian(), seq2seq_batches(), iterations=2, progress_bar=True)
     assert "GradInit: 100%" in capsys.readouterr().err
@@ -198,3 +199,54 @@ def test_generator_batches_are_replayed_and_checked():
     assert len(result.history) == 5
     with pytest.raises(ValueError, match="needs dict batches with 'labels'"):
         init_with_gradinit(tiny_marian(), (b for b in [torch.ones(2, 3)]), iterations=2)
+
+
+@pytest.mark.parametrize("split", ["overlap", "same"])
+def test_a_loss_that_consumes_its_batch_works_on_every_step_kind(split):
+    """Trainer.compute_loss pops `labels`: every call gets its own shallow copy of the batch."""
+
+    def popping_loss(model, batch):
+        labels = batch.pop("labels")
+        decoder_input_ids = shift_tokens_right(labels, model.config.pad_token_id, model.config.decoder_start_token_id)
+        logits = model(**batch, decoder_input_ids=decoder_input_ids).logits
+        return torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+
+    batches = seq2seq_batches()
+    result = init_with_gradinit(
+        tiny_marian(), batches, iterations=4, grad_norm_bound=1.0, batch_split=split, loss_fn=popping_loss
+    )
+    assert [r["constraint_step"] for r in result.history] == [True] * 4  # the first pass is redone each time
+    assert all("labels" in batch for batch in batches)  # the caller's batches are untouched
+
+
+class _CountingMarian(torch.nn.Module):
+    """A model whose forward updates buffers: a call counter and a running mean of its loss."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = tiny_marian()
+        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
+        self.register_buffer("loss_mean", torch.zeros(()))
+
+    def forward(self, **batch):
+        self.calls += 1
+        output = self.inner(**batch)
+        self.loss_mean.mul_(0.9).add_(0.1 * output.loss.detach())
+        return output
+
+
+def test_the_model_differs_afterwards_only_by_the_folded_scales():
+    model = _CountingMarian()
+    model.train()
+    model.inner.model.decoder.eval()
+    before = snapshot(model)
+    rng = torch.get_rng_state()
+    result = init_with_gradinit(model, seq2seq_batches(), iterations=5, grad_norm_bound=300.0)
+    after = snapshot(model)
+    assert after["calls"] == 0 and after["loss_mean"] == 0  # buffers as they were, not as 11 forwards left them
+    params = dict(model.named_parameters())
+    scale_of = {id(params[name]): scale for name, scale in result.scales.items()}  # tied names: one tensor
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        assert torch.equal(after[name], before[name] * scale_of.get(id(tensor), 1.0)), name
+    assert model.training and model.inner.model.encoder.training and not model.inner.model.decoder.training
+    assert torch.equal(torch.get_rng_state(), rng)
