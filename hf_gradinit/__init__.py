@@ -2,6 +2,7 @@
 
 from .config import GradInitConfig
 from .core import init_with_gradinit
+from .defaults import TrainingRun, config_for_run
 from .hub import HubPushError, init_checkpoint, push_checkpoint, save_gradinit_checkpoint
 from .model_card import TrainingDetails, build_model_card, render_gradinit_section
 from .presets import POST_LN_PRESETS, fairseq_init_, freeze_sinusoidal_positions_, post_ln_config
@@ -25,7 +26,9 @@ __all__ = [
     "GradInitTrainingArguments",
     "HubPushError",
     "TrainingDetails",
+    "TrainingRun",
     "build_model_card",
+    "config_for_run",
     "fairseq_init_",
     "freeze_sinusoidal_positions_",
     "init_checkpoint",

@@ -14,6 +14,7 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from .batching import smallest_splittable_batch
 from .config import GradInitConfig
+from .defaults import TrainingRun, config_for_run
 
 _PRESETS = {None: GradInitConfig, "iwslt": GradInitConfig.iwslt, "cifar": GradInitConfig.cifar}
 _CONFIG_TYPES = get_type_hints(GradInitConfig)
@@ -77,18 +78,18 @@ class _GradInitSwitches:
                 f"{config.batch_split!r}), got {self.gradinit_batch_size}."
             )
 
-    def gradinit_config(self, **defaults: Any) -> GradInitConfig:
-        """The preset (or GradInitConfig's defaults), then `defaults`, then every explicitly given `gradinit_<name>`.
-
-        `defaults` lets an integration scale a setting to the run (e.g. the target lr to the training lr) while an
-        explicit argument still wins.
-        """
-        given = dict(defaults)
+    def gradinit_config(self, run: TrainingRun | None = None) -> GradInitConfig:
+        """The GradInit settings: for a training `run`, the rule of `hf_gradinit.defaults.config_for_run` (what
+        GradInit optimises follows the run); without one, the preset (or GradInitConfig's defaults). Every
+        explicitly given `gradinit_<name>` wins in both cases."""
+        given = {}
         for config_field in dataclasses.fields(GradInitConfig):
             value = getattr(self, f"gradinit_{config_field.name}")
             if value is not None:
                 unbounded = config_field.name in _UNBOUNDED_AS_NONE and value == math.inf
                 given[config_field.name] = None if unbounded else value
+        if run is not None:
+            return config_for_run(run, preset=self.gradinit_config_preset, **given)
         return _PRESETS[self.gradinit_config_preset](**given)
 
 

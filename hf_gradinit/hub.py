@@ -39,6 +39,7 @@ from transformers.models.auto.modeling_auto import (
 from .arguments import GradInitArguments
 from .core import init_with_gradinit
 from .data import BUILTIN_SOURCES, load_tokenizer, tokenize_translation, train_joint_bpe
+from .defaults import TrainingRun
 from .model_card import TrainingDetails, build_model_card
 from .plotting import short_name
 from .presets import POST_LN_PRESETS, fairseq_init_
@@ -49,7 +50,6 @@ from .translation import (
     build_translation_model,
     gradinit_batches,
     load_translation_data,
-    scaled_gradinit_defaults,
     translation_loss,
 )
 
@@ -143,13 +143,21 @@ class InitCheckpointArguments:
     max_tokens: int = field(
         default=4096, metadata={"help": "Padded tokens per GradInit batch (fairseq --max-tokens), as in training."}
     )
+    optimizer: str = field(
+        default="adamw",
+        metadata={
+            "help": "Optimizer the model will be trained with ('adamw', 'adam', 'sgd', or a Trainer `optim` name): "
+            "GradInit optimises its first step."
+        },
+    )
     lr: float = field(
         default=5e-4,
-        metadata={"help": "Peak learning rate the model will be trained with: GradInit's target_lr (eta)."},
+        metadata={
+            "help": "Peak learning rate the model will be trained with; GradInit's eta is 2 x lr for Adam-like "
+            "optimizers, lr for SGD (hf_gradinit.defaults)."
+        },
     )
-    weight_decay: float = field(
-        default=0.0, metadata={"help": "Weight decay of that training: > 0 makes GradInit's target 'adamw'."}
-    )
+    weight_decay: float = field(default=0.0, metadata={"help": "Weight decay of that training."})
     max_steps: int = field(
         default=100_000,
         metadata={
@@ -234,8 +242,9 @@ def init_checkpoint(
 
     Data, tokenizer, model and GradInit batches come from `hf_gradinit.translation` and `hf_gradinit.data`, the code
     `train_mt.py` uses, so a checkpoint made here trains there (`--model_name_or_path DIR`) exactly like one made
-    with `train_mt.py --gradinit`. The GradInit settings are `scaled_gradinit_defaults` for `args.lr`,
-    `args.weight_decay` and `args.max_steps`, with GradInit's seed `args.seed`; explicit `gradinit_*` arguments win.
+    with `train_mt.py --gradinit`. The GradInit settings follow the planned run (`config_for_run` of
+    `args.optimizer`, `args.lr`, `args.weight_decay` and `args.max_steps`), with GradInit's seed `args.seed`;
+    explicit `gradinit_*` arguments win.
 
     Raises `OutputDirectoryExistsError` before any work if `args.output_dir` is not empty (without `overwrite`), and
     `HubPushError` if the push fails (the checkpoint is then complete on disk: see its message).
@@ -254,10 +263,10 @@ def init_checkpoint(
             "For other models run `hf_gradinit.init_with_gradinit(model, batches, config)` on your own batches, then "
             "`hf_gradinit.hub.save_gradinit_checkpoint(model, result, output_dir, tokenizer=...)`."
         )
-    gradinit_config = gradinit_args.gradinit_config(
-        **scaled_gradinit_defaults(lr=args.lr, weight_decay=args.weight_decay, max_steps=args.max_steps),
-        seed=args.seed,
-    )
+    run = TrainingRun(args.optimizer, lr=args.lr, weight_decay=args.weight_decay, max_steps=args.max_steps)
+    gradinit_config = gradinit_args.gradinit_config(run)
+    if gradinit_args.gradinit_seed is None:
+        gradinit_config = dataclasses.replace(gradinit_config, seed=args.seed)
 
     corpus, data_description = load_translation_data(data_args)
     logger.info("Data: %s", data_description)

@@ -18,16 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import transformers
 from accelerate.data_loader import DataLoaderStateMixin
 from torch import nn
 from torch.utils.data import DataLoader
-from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, Trainer, TrainingArguments
+from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, Trainer, TrainerCallback, TrainingArguments
 from transformers.modelcard import TrainingSummary
 
 from .arguments import GradInitArguments
 from .batching import batch_size, smallest_splittable_batch
 from .config import GradInitConfig
 from .core import init_with_gradinit
+from .defaults import TrainingRun
 from .model_card import TrainingDetails, build_model_card
 from .result import PLOT_FILE, SCALES_FILE, GradInitResult
 
@@ -81,6 +83,27 @@ class _SplittableBatches:
         return (batch for batch in self.dataloader if batch_size(batch) >= self.min_size)
 
 
+class _GradInitHookGuard(TrainerCallback):
+    """Stops training before its first step if `Trainer` never called the hook GradInit runs in.
+
+    GradInit runs in `Trainer._prepare_for_training`, a private method: should a transformers release stop calling
+    it, `gradinit=True` must fail loudly rather than train a model that was never initialised.
+    """
+
+    def __init__(self, trainer: GradInitTrainerMixin) -> None:
+        self.trainer = trainer
+
+    def on_train_begin(self, args: TrainingArguments, state: Any, control: Any, **kwargs: Any) -> None:
+        if not self.trainer._gradinit_hook_called:
+            raise RuntimeError(
+                f"gradinit=True, but this transformers release ({transformers.__version__}) did not call "
+                "Trainer._prepare_for_training, where GradInit runs: training was stopped before its first step. "
+                "Install a transformers version within hf_gradinit's tested range, or run "
+                "hf_gradinit.init_with_gradinit on the model before training it with gradinit=False."
+            )
+        self.trainer._gradinit_hook_called = False  # the next train() call must pass through the hook again
+
+
 class GradInitTrainerMixin:
     """GradInit for a `Trainer` subclass; the `gradinit_*` training arguments configure it.
 
@@ -101,7 +124,9 @@ class GradInitTrainerMixin:
                 f"got {type(self.args).__name__}."
             )
         self.gradinit_result = None
+        self._gradinit_hook_called = False
         if self.args.gradinit:
+            self.add_callback(_GradInitHookGuard(self))
             if self.train_dataset is None:
                 raise ValueError(
                     "gradinit=True needs a train_dataset: GradInit learns the initial scales on training batches. "
@@ -114,11 +139,12 @@ class GradInitTrainerMixin:
 
     def _prepare_for_training(self, max_steps: int, train_dataloader: DataLoader, resume_from_checkpoint: str | None):
         """GradInit, unless resuming or already done; then Trainer's wrapping and optimizer creation."""
+        self._gradinit_hook_called = True
         if resume_from_checkpoint is not None:
             self._restore_gradinit_record(resume_from_checkpoint)
         elif self.args.gradinit:
             if self.args.gradinit_force or GradInitResult.from_model(self.model) is None:
-                self.run_gradinit()
+                self.run_gradinit(max_steps)
             else:
                 logger.info(
                     "model.config.gradinit shows the model is already GradInit-initialised: not running GradInit "
@@ -126,13 +152,42 @@ class GradInitTrainerMixin:
                 )
         return super()._prepare_for_training(max_steps, train_dataloader, resume_from_checkpoint)
 
-    def run_gradinit(self) -> GradInitResult:
+    def gradinit_training_run(self, max_steps: int | None = None) -> TrainingRun:
+        """The run GradInit initialises for: the optimizer this trainer will train with, its lr and weight decay.
+
+        An optimizer passed to the Trainer (`optimizers=`, `optimizer_cls_and_kwargs=`) is read directly; otherwise
+        the one `args.optim` selects, with `learning_rate`, `weight_decay`, `adam_epsilon` and `optim_args`.
+        """
+        if self.optimizer is not None:
+            return TrainingRun.from_optimizer(self.optimizer, max_steps)
+        if self.optimizer_cls_and_kwargs is not None:
+            optimizer_class, kwargs = self.optimizer_cls_and_kwargs
+            name = optimizer_class.__name__
+        else:
+            name = str(getattr(self.args.optim, "value", self.args.optim))
+            try:
+                kwargs = self.get_optimizer_cls_and_kwargs(self.args, self.model)[1]
+            except Exception:  # an optional optimizer package is missing: the name still says which step it takes
+                kwargs = {}
+        return TrainingRun(
+            optimizer=name,
+            lr=float(kwargs.get("lr", self.args.learning_rate)),
+            weight_decay=float(kwargs.get("weight_decay", self.args.weight_decay)),
+            eps=float(kwargs.get("eps", self.args.adam_epsilon)),
+            max_steps=max_steps,
+            momentum=float(kwargs.get("momentum", 0.0)),
+            nesterov=bool(kwargs.get("nesterov", False)),
+        )
+
+    def run_gradinit(self, max_steps: int | None = None) -> GradInitResult:
         """Run GradInit on `self.model` in place, with batches from the training dataloader; `train()` calls it.
 
-        Saves `gradinit_scales.json` and its plot in `output_dir`, logs the summary as `gradinit/*` and tags the
-        model `gradinit`. Under DDP every process passes its own batches and the alpha-gradients are averaged.
+        What GradInit optimises follows the run (`gradinit_training_run`; explicit `gradinit_*` arguments win), and
+        its loss is the training loss (`compute_gradinit_loss`). Saves `gradinit_scales.json` and its plot in
+        `output_dir`, logs the summary as `gradinit/*` and tags the model `gradinit`. Under DDP every process passes
+        its own batches and the alpha-gradients are averaged.
         """
-        config = self.args.gradinit_config()
+        config = self.args.gradinit_config(self.gradinit_training_run(max_steps))
         with self._gradinit_batches(config) as batches:
             progress_bar = False if self.args.disable_tqdm else None
             result = init_with_gradinit(
@@ -148,18 +203,13 @@ class GradInitTrainerMixin:
         return result
 
     def compute_gradinit_loss(self, model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
-        """GradInit's loss: the model's own, `model(**batch).loss`, without label smoothing.
+        """GradInit's loss: the training loss, `self.compute_loss(model, batch)` (label smoothing, a
+        `compute_loss_func` or an overridden `compute_loss` included), as a mean over the batch.
 
-        Override it when the training loss is computed outside the model (a custom `compute_loss`). It must not
-        modify `batch`: GradInit's two sub-batches S and S~ share tensors.
+        The first step GradInit optimises for is a step of this loss. Each call gets its own shallow copy of the
+        batch, so popping keys is fine; tensors are shared, so do not modify them in place.
         """
-        if "labels" not in batch:
-            raise ValueError(
-                f"GradInit's loss is model(**batch).loss, which needs 'labels' in the training batches; got keys "
-                f"{sorted(batch)}. Add labels in the data collator, or override "
-                f"{type(self).__name__}.compute_gradinit_loss."
-            )
-        return model(**batch).loss
+        return self.compute_loss(model, batch)
 
     def _gradinit_batch_size(self) -> int:
         return self.args.gradinit_batch_size or self._train_batch_size

@@ -1,7 +1,7 @@
 """Machine translation with GradInit: the pieces `examples/translation/train_mt.py` and the CLI share.
 
 Building a Post-LN model from a preset and a tokenizer, the data arguments and loading, token-budget batches (for
-training and for GradInit), the label-smoothed loss, GradInit defaults scaled to a run, evaluation (loss, and BLEU /
+training and for GradInit), the label-smoothed loss, the optimizer, evaluation (loss, and BLEU /
 chrF with sacrebleu on beam-search output, gathered across ranks), checkpoint averaging and the training-curve plot.
 Living here rather than in the script means every entry point builds models and batches the same way.
 """
@@ -33,20 +33,17 @@ __all__ = [
     "TrainingDivergedError",
     "TranslationDataArguments",
     "average_checkpoints",
+    "build_optimizer",
     "build_translation_model",
     "evaluate_translation",
     "gradinit_batches",
     "load_translation_data",
     "max_tokens_loader",
     "plot_training_curves",
-    "scaled_gradinit_defaults",
     "translation_loss",
 ]
 
 TRANSLATION_INITS = ("fairseq", "hf")
-# Published GradInit IWSLT'14 run: 780 iterations with tau = 2.5e-3 (see docs/gradinit.md).
-_PUBLISHED_ITERATIONS, _PUBLISHED_SCALE_LR = 780, 2.5e-3
-_MAX_SCALED_SCALE_LR = 1e-2  # measured to work for 150 iterations on the `small` preset
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -219,27 +216,28 @@ def gradinit_batches(
     )
 
 
-def scaled_gradinit_defaults(*, lr: float, weight_decay: float, max_steps: int) -> dict[str, Any]:
-    """GradInit settings scaled to a training run; explicit `--gradinit_*` arguments override them.
-
-    - target optimizer: 'adamw' with the run's weight decay if it has one, else 'adam'; `target_lr` = the training lr
-      (GradInit tunes the scales for the step training will take; the published IWSLT run used eta = 1e-3 for a
-      training lr of 5e-4);
-    - iterations: the published 780, but at most half the training steps (at least 10), so GradInit stays cheap
-      relative to a short run;
-    - scale lr tau: 2.5e-3 * 780 / iterations (the same total scale movement as the published run), at most 1e-2.
-    The gradient-norm bound gamma keeps the published 1000: it is an L1 norm, which grows with the parameter count.
-    """
-    iterations = min(_PUBLISHED_ITERATIONS, max(10, max_steps // 2))
-    settings: dict[str, Any] = {
-        "target_optimizer": "adamw" if weight_decay > 0 else "adam",
-        "target_lr": lr,
-        "iterations": iterations,
-        "scale_lr": min(_MAX_SCALED_SCALE_LR, _PUBLISHED_SCALE_LR * _PUBLISHED_ITERATIONS / iterations),
-    }
-    if weight_decay > 0:
-        settings["target_weight_decay"] = weight_decay
-    return settings
+def build_optimizer(
+    model: nn.Module,
+    kind: Literal["adamw", "adam", "sgd"],
+    *,
+    lr: float,
+    weight_decay: float = 0.0,
+    betas: Sequence[float] = (0.9, 0.98),
+    momentum: float = 0.0,
+) -> torch.optim.Optimizer:
+    """The training optimizer, as fairseq's translation recipes use it: weight decay on matrices and embeddings
+    only (not on biases and LayerNorm weights). GradInit reads its first step from this object
+    (`TrainingRun.from_optimizer`)."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    decay = weight_decay if kind != "adam" else 0.0
+    groups = [
+        {"params": [p for p in trainable if p.dim() >= 2], "weight_decay": decay},
+        {"params": [p for p in trainable if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    if kind == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum)
+    optimizer_class = torch.optim.AdamW if kind == "adamw" else torch.optim.Adam
+    return optimizer_class(groups, lr=lr, betas=tuple(betas), eps=1e-8)
 
 
 @torch.no_grad()

@@ -137,7 +137,7 @@ def test_gradinit_record_and_scales_round_trip(pushed) -> None:
     saved = GradInitResult.load(output.path / "gradinit_scales.json")
     assert saved.scales == result.scales and saved.config == result.config
     assert saved.history == result.history and len(saved.history) == 3
-    assert result.config.iterations == 3 and result.config.target_lr == 5e-4  # --gradinit_* wins, lr is the target
+    assert result.config.iterations == 3 and result.config.target_lr == 1e-3  # --gradinit_* wins, eta = 2 x lr
     assert any(abs(scale - 1.0) > 1e-4 for scale in result.scales.values())  # GradInit did move the scales
 
 
@@ -166,7 +166,7 @@ def test_model_card_describes_the_run(pushed) -> None:
     assert "freeze_sinusoidal_positions_" in text  # Marian: re-freeze the position tables after loading
     assert "![Learned GradInit scale of every parameter block](gradinit_scales.png)" in text
     assert "generated toy German-English grammar" in text and "seed 0" in text and "- Seed: 0" in text
-    assert "| `target_lr` | 0.0005 |" in text and "2102.08098" in text and "@inproceedings{zhu2021gradinit" in text
+    assert "| `target_lr` | 0.001 |" in text and "2102.08098" in text and "@inproceedings{zhu2021gradinit" in text
     for name in output.result.scales:
         assert f"| `{name}` |" in text
 

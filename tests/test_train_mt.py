@@ -21,7 +21,6 @@ from hf_gradinit.data import train_joint_bpe
 from hf_gradinit.translation import (
     average_checkpoints,
     build_translation_model,
-    scaled_gradinit_defaults,
 )
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "translation"
@@ -223,14 +222,6 @@ def test_build_translation_model_takes_the_vocabulary_from_the_tokenizer() -> No
         build_translation_model("tiny", tokenizer, init="xavier")
 
 
-def test_scaled_gradinit_defaults_follow_the_run() -> None:
-    short = scaled_gradinit_defaults(lr=2e-3, weight_decay=0.0, max_steps=300)
-    assert short == {"target_optimizer": "adam", "target_lr": 2e-3, "iterations": 150, "scale_lr": 1e-2}
-    long = scaled_gradinit_defaults(lr=5e-4, weight_decay=1e-4, max_steps=100_000)
-    assert long["iterations"] == 780 and long["scale_lr"] == pytest.approx(2.5e-3)  # the published settings
-    assert long["target_optimizer"] == "adamw" and long["target_weight_decay"] == 1e-4
-
-
 def test_average_checkpoints_loads_the_mean_and_keeps_ties(two_process_run: Path) -> None:
     model = AutoModelForSeq2SeqLM.from_pretrained(two_process_run / "final")
     checkpoints = [two_process_run / "checkpoints" / f"step_0000000{step}" for step in (2, 4)]
@@ -274,3 +265,35 @@ def test_push_uploads_the_final_checkpoint_through_the_hub_api(tmp_path, monkeyp
 def test_push_needs_a_gradinit_model(tmp_path) -> None:
     with pytest.raises(ValueError, match="--push_to_hub publishes GradInit-initialised models"):
         train_mt.main([*TINY, "--output_dir", str(tmp_path / "run"), "--push_to_hub", "me/mt"])
+
+
+@pytest.mark.parametrize(
+    ("run", "expected"),
+    [
+        (["--weight_decay", "0.01"], {"target_optimizer": "adamw", "target_lr": 4e-3, "target_weight_decay": 0.01}),
+        (
+            ["--optimizer", "sgd", "--momentum", "0.9", "--lr", "0.05"],
+            {"target_optimizer": "sgd", "target_lr": 0.05, "normalize_sgd_step": True},
+        ),
+    ],
+)
+def test_gradinit_follows_the_runs_optimizer(tmp_path: Path, run: list[str], expected: dict) -> None:
+    """The same rule as GradInitTrainer and `hf-gradinit init`: optimizer, eta (2 x lr for Adam), decay, length."""
+    argv = [*TINY, "--gradinit", "--max_steps", "4", "--output_dir", str(tmp_path / "run"), *run]
+    train_mt.main(argv)
+    config = GradInitResult.load(tmp_path / "run" / "gradinit_scales.json").config
+    assert {name: getattr(config, name) for name in expected} == pytest.approx(expected)
+    assert config.iterations == 10  # scaled to the run: max(10, max_steps / 2)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--optimizer", "adam", "--weight_decay", "0.1"], "--optimizer adam takes no --weight_decay"),
+        (["--momentum", "0.9"], "--momentum applies to --optimizer sgd only"),
+        (["--adam_betas", "0.9", "1.0"], "--adam_betas must be two numbers in"),
+    ],
+)
+def test_optimizer_arguments_are_checked(tmp_path: Path, arguments: list[str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        train_mt.main([*TINY, "--output_dir", str(tmp_path / "run"), *arguments])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import logging
 import math
 import os
 import subprocess
@@ -17,7 +18,8 @@ import yaml
 from datasets import Dataset
 from huggingface_hub import ModelCard
 from tiny_models import VOCAB, tiny_bert_classifier, tiny_gpt2, tiny_marian
-from transformers import HfArgumentParser, TrainingArguments
+from transformers import HfArgumentParser, MarianMTModel, Trainer, TrainingArguments
+from transformers.trainer_pt_utils import LabelSmoother
 
 import hf_gradinit.trainer as trainer_module
 from hf_gradinit import (
@@ -116,9 +118,9 @@ def gradinit_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
 
     run_gradinit = trainer_module.GradInitTrainerMixin.run_gradinit
 
-    def run_and_remember_trainer(self):
+    def run_and_remember_trainer(self, max_steps=None):
         spy.trainer = self
-        return run_gradinit(self)
+        return run_gradinit(self, max_steps)
 
     monkeypatch.setattr(trainer_module, "init_with_gradinit", spy)
     monkeypatch.setattr(trainer_module.GradInitTrainerMixin, "run_gradinit", run_and_remember_trainer)
@@ -274,7 +276,7 @@ def test_every_pass_over_the_data_goes_back_to_the_dataloader(tmp_path: Path) ->
 
 
 def test_custom_gradinit_loss(tmp_path: Path) -> None:
-    """Batches without labels need `compute_gradinit_loss`; by default they are refused with a clear message."""
+    """Batches without labels need `compute_gradinit_loss`; by default the training loss refuses them clearly."""
 
     def unlabelled_collate(rows: list[dict]) -> dict[str, torch.Tensor]:
         return {"input_ids": torch.tensor([row["input_ids"] for row in rows])}
@@ -284,23 +286,29 @@ def test_custom_gradinit_loss(tmp_path: Path) -> None:
             return model(input_ids=batch["input_ids"], labels=batch["input_ids"]).loss
 
     setup = dict(args=training_args(tmp_path), train_dataset=lm_dataset(), data_collator=unlabelled_collate)
-    with pytest.raises(ValueError, match="needs 'labels'.*compute_gradinit_loss"):
+    with pytest.raises(ValueError, match="The model did not return a loss from the inputs"):
         GradInitTrainer(model=tiny_gpt2(), **setup).run_gradinit()
     assert len(NextTokenLossTrainer(model=tiny_gpt2(), **setup).run_gradinit().history) == 4
 
 
-def test_label_smoothing_does_not_change_the_gradinit_loss(tmp_path: Path, gradinit_calls) -> None:
-    """Trainer pops `labels` for label smoothing; GradInit must still see them and use the plain model loss."""
+def test_gradinit_loss_is_the_training_loss_label_smoothing_included(tmp_path: Path, gradinit_calls) -> None:
+    """Trainer.compute_loss pops `labels` for label smoothing: GradInit optimises that loss on every step kind."""
     rows = counting_rows(1) * 24  # identical examples: the loss on any part of any batch is the same
     model = tiny_gpt2()
     reference = copy.deepcopy(model).eval()
+    batch = lm_collate([{"input_ids": rows[0]}])
     with torch.no_grad():
-        plain_loss = reference(**lm_collate([{"input_ids": rows[0]}])).loss.item()
-    args = training_args(tmp_path, gradinit_iterations=1, label_smoothing_factor=0.1)
+        outputs = reference(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        smoothed = LabelSmoother(0.5)(outputs, batch["labels"], shift_labels=True).item()
+        plain = reference(**batch).loss.item()
+    # A finite bound: the first pass is redone for constraint steps, on the same batch whose labels were popped.
+    args = training_args(tmp_path, gradinit_iterations=3, label_smoothing_factor=0.5, gradinit_grad_norm_bound=1e-3)
     trainer = GradInitTrainer(model=model, args=args, train_dataset=lm_dataset(rows=rows), data_collator=lm_collate)
     trainer.train()
     (call,) = gradinit_calls
-    assert call["result"].history[0]["loss"] == pytest.approx(plain_loss, rel=1e-5)
+    history = call["result"].history
+    assert history[0]["loss"] == pytest.approx(smoothed, rel=1e-6) and abs(smoothed - plain) > 1e-3
+    assert all(record["constraint_step"] for record in history)
     assert "labels" in call["first_batch"]
     assert len(logged_losses(trainer)) == 4  # and label-smoothed training ran
 
@@ -369,6 +377,94 @@ def test_ddp_ranks_average_and_end_identical(tmp_path: Path) -> None:
     assert rank0["result_world_size"] == rank1["result_world_size"] == 2
     assert rank0["scales"] == rank1["scales"]
     assert rank0["weights_sha256"] == rank1["weights_sha256"]
+
+
+# -- what GradInit optimises follows the run ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("run", "expected"),
+    [
+        (
+            dict(optim="adamw_torch", learning_rate=3e-4, weight_decay=0.01, adam_epsilon=1e-6),
+            dict(target_optimizer="adamw", target_lr=6e-4, target_weight_decay=0.01, target_eps=1e-6),
+        ),
+        (
+            dict(optim="sgd", learning_rate=5e-2),
+            dict(target_optimizer="sgd", target_lr=5e-2, normalize_sgd_step=True, grad_norm_bound=1.0),
+        ),
+        (
+            dict(optim="sgd", learning_rate=5e-2, optim_args="momentum=0.9,nesterov=True"),
+            dict(target_optimizer="sgd", target_lr=pytest.approx(9.5e-2)),
+        ),
+        (  # explicit gradinit_* values win
+            dict(optim="adamw_torch", learning_rate=3e-4, gradinit_target_lr=1e-3, gradinit_scale_lr=0.05),
+            dict(target_optimizer="adamw", target_lr=1e-3, scale_lr=0.05),
+        ),
+    ],
+)
+def test_gradinit_follows_the_trainers_optimizer_and_lr(tmp_path: Path, run: dict, expected: dict) -> None:
+    args = training_args(tmp_path, max_steps=30, gradinit_iterations=None, **run)
+    trainer = GradInitTrainer(model=tiny_gpt2(), args=args, train_dataset=lm_dataset(), data_collator=lm_collate)
+    trainer.train()
+    config = trainer.gradinit_result.config
+    assert {name: getattr(config, name) for name in expected} == expected
+    assert config.iterations == 15  # scaled to the run: half of max_steps
+
+
+def test_gradinit_follows_an_optimizer_given_to_the_trainer(tmp_path: Path) -> None:
+    model = tiny_gpt2()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9, weight_decay=1e-4)
+    args = training_args(tmp_path, learning_rate=1e-3)  # ignored by Trainer when an optimizer is given
+    trainer = GradInitTrainer(
+        model=model, args=args, train_dataset=lm_dataset(), data_collator=lm_collate, optimizers=(optimizer, None)
+    )
+    trainer.train()
+    config = trainer.gradinit_result.config
+    assert (config.target_optimizer, config.target_lr, config.target_weight_decay) == ("sgd", 0.2, 1e-4)
+
+
+def test_an_optimizer_gradinit_cannot_model_is_a_warning_and_settings_are_logged_first(tmp_path: Path, caplog) -> None:
+    args = training_args(tmp_path, optim="adafactor", learning_rate=1e-3, log_level="info")
+    trainer = GradInitTrainer(model=tiny_gpt2(), args=args, train_dataset=lm_dataset(), data_collator=lm_collate)
+    with caplog.at_level(logging.INFO, logger="hf_gradinit"):
+        trainer.run_gradinit(max_steps=4)
+    messages = [record.getMessage() for record in caplog.records if record.name == "hf_gradinit"]
+    warning = next(i for i, m in enumerate(messages) if "cannot model the first step of the optimizer 'adafactor'" in m)
+    follows = next(i for i, m in enumerate(messages) if m.startswith("GradInit follows the run (optimizer 'adafactor'"))
+    settings = next(i for i, m in enumerate(messages) if m.startswith("GradInit settings: first step of adamw"))
+    done = next(i for i, m in enumerate(messages) if m.startswith("GradInit done"))
+    assert warning < follows < settings < done
+    assert trainer.gradinit_result.config.target_lr == 2e-3
+
+
+def test_training_stops_if_trainer_never_calls_the_gradinit_hook(tmp_path: Path, monkeypatch) -> None:
+    """As if a transformers release stopped calling `_prepare_for_training`: no silent training without GradInit."""
+    monkeypatch.setattr(trainer_module.GradInitTrainerMixin, "_prepare_for_training", Trainer._prepare_for_training)
+    model = tiny_gpt2()
+    before = copy.deepcopy(model.state_dict())
+    trainer = GradInitTrainer(
+        model=model, args=training_args(tmp_path), train_dataset=lm_dataset(), data_collator=lm_collate
+    )
+    with pytest.raises(RuntimeError, match="did not call Trainer._prepare_for_training"):
+        trainer.train()
+    assert trainer.state.global_step == 0 and trainer.gradinit_result is None
+    assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
+
+
+def test_reloaded_marian_position_tables_are_not_scaled_by_the_trainer(tmp_path: Path) -> None:
+    tiny_marian().save_pretrained(tmp_path / "saved")
+    model = MarianMTModel.from_pretrained(tmp_path / "saved")
+    positions = model.model.encoder.embed_positions.weight
+    assert positions.requires_grad  # transformers 5.x thaws the sinusoidal table on loading
+    table = positions.detach().clone()
+    args = training_args(tmp_path, cls=GradInitSeq2SeqTrainingArguments, max_steps=1, learning_rate=1e-9)
+    trainer = GradInitSeq2SeqTrainer(
+        model=model, args=args, train_dataset=translation_dataset(), data_collator=tensor_collate
+    )
+    trainer.run_gradinit()
+    assert not any("embed_positions" in name for name in trainer.gradinit_result.scales)
+    assert torch.equal(model.model.encoder.embed_positions.weight, table)
 
 
 # -- models: the loss falls --------------------------------------------------------------------------------------------

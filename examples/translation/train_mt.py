@@ -33,14 +33,14 @@ import datasets
 import torch
 import yaml
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import send_to_device, set_seed
 from tqdm.auto import tqdm
 from transformers import AutoModelForSeq2SeqLM, HfArgumentParser, get_scheduler
 
 from hf_gradinit import GradInitResult, TrainingDetails, freeze_sinusoidal_positions_, init_with_gradinit
 from hf_gradinit.arguments import GradInitArguments
-from hf_gradinit.batching import to_device
 from hf_gradinit.data import load_tokenizer, tokenize_translation, train_joint_bpe
+from hf_gradinit.defaults import TrainingRun
 from hf_gradinit.hub import HubPushError, push_checkpoint, save_gradinit_checkpoint
 from hf_gradinit.presets import POST_LN_PRESETS
 from hf_gradinit.result import PLOT_FILE, SCALES_FILE
@@ -49,13 +49,13 @@ from hf_gradinit.translation import (
     TrainingDivergedError,
     TranslationDataArguments,
     average_checkpoints,
+    build_optimizer,
     build_translation_model,
     evaluate_translation,
     gradinit_batches,
     load_translation_data,
     max_tokens_loader,
     plot_training_curves,
-    scaled_gradinit_defaults,
     translation_loss,
 )
 
@@ -104,7 +104,16 @@ class TrainArguments:
     max_tokens: int = field(
         default=4096, metadata={"help": "Padded tokens per batch in each process (fairseq --max-tokens)."}
     )
-    lr: float = field(default=5e-4, metadata={"help": "Peak learning rate of Adam(W), betas (0.9, 0.98)."})
+    optimizer: Literal["adamw", "adam", "sgd"] = field(
+        default="adamw",
+        metadata={
+            "help": "'adamw' (decoupled --weight_decay, what fairseq's adam does), 'adam' (no weight decay) or 'sgd' "
+            "(--momentum; --weight_decay as L2). GradInit optimises the first step of this optimizer."
+        },
+    )
+    lr: float = field(default=5e-4, metadata={"help": "Peak learning rate."})
+    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.98], metadata={"help": "Adam(W) betas."})
+    momentum: float = field(default=0.0, metadata={"help": "SGD momentum (with --optimizer sgd)."})
     lr_scheduler: str = field(
         default="linear",
         metadata={
@@ -154,6 +163,14 @@ class TrainArguments:
             raise ValueError(f"--mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}.")
         if not self.lr > 0:
             raise ValueError(f"--lr must be > 0, got {self.lr}.")
+        if self.optimizer == "adam" and self.weight_decay:
+            raise ValueError("--optimizer adam takes no --weight_decay: use --optimizer adamw for decoupled decay.")
+        if self.momentum and self.optimizer != "sgd":
+            raise ValueError("--momentum applies to --optimizer sgd only.")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"--momentum must be in [0, 1), got {self.momentum}.")
+        if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
+            raise ValueError(f"--adam_betas must be two numbers in [0, 1), got {self.adam_betas}.")
         for name in ("max_steps", "max_tokens", "log_every", "save_every", "keep_checkpoints", "num_beams"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}.")
@@ -252,6 +269,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
     logger.info("Model: %s, %.2fM trainable parameters", init_used, parameters / 1e6)
 
+    # -------------------------------------------------------------------------------------------- optimizer
+    optimizer = build_optimizer(
+        model, args.optimizer, lr=args.lr, weight_decay=args.weight_decay, betas=args.adam_betas, momentum=args.momentum
+    )
+
     # -------------------------------------------------------------------------------------------- GradInit
     loss_fn = partial(translation_loss, label_smoothing=args.label_smoothing)
     gradinit_ran = False
@@ -261,10 +283,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     elif gradinit_args.gradinit and GradInitResult.from_model(model) and not gradinit_args.gradinit_force:
         logger.info("GradInit: skipped, the model is already GradInit-initialised (--gradinit_force to rerun).")
     elif gradinit_args.gradinit:
-        gradinit_config = gradinit_args.gradinit_config(
-            **scaled_gradinit_defaults(lr=args.lr, weight_decay=args.weight_decay, max_steps=args.max_steps)
-        )
-        logger.info("GradInit: %s", gradinit_config.to_dict())
+        # What GradInit optimises follows this run: the optimizer just built, its lr and decay, the run's length.
+        gradinit_config = gradinit_args.gradinit_config(TrainingRun.from_optimizer(optimizer, args.max_steps))
         batches = gradinit_batches(
             tokens["train"],
             tokenizer.pad_token_id,
@@ -283,15 +303,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     else:
         logger.info("GradInit: off")
 
-    # -------------------------------------------------------------------------------------------- optimizer
-    decayed = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    not_decayed = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decayed, "weight_decay": args.weight_decay}, {"params": not_decayed, "weight_decay": 0.0}],
-        lr=args.lr,
-        betas=(0.9, 0.98),
-        eps=1e-8,
-    )
+    # -------------------------------------------------------------------------------------------- schedule
     scheduler = get_scheduler(args.lr_scheduler, optimizer, args.warmup_steps, args.max_steps)
     model, optimizer = accelerator.prepare(model, optimizer)  # the loaders are sharded by us, not by accelerate
     accelerator.register_for_checkpointing(scheduler)  # one scheduler step per update, saved with the state
@@ -359,7 +371,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             rank=rank,
         )
         for batch in loader:
-            loss = loss_fn(model, to_device(batch, accelerator.device))
+            loss = loss_fn(model, send_to_device(batch, accelerator.device))
             losses = accelerator.gather(loss.detach()[None])  # every rank sees every rank's loss: all stop together
             if not torch.isfinite(losses).all():
                 record(event="diverged", step=step + 1, losses=losses.tolist())
