@@ -1,12 +1,18 @@
-"""Diagnostics kept apart from the core: the per-layer scale chart (in the style of the paper's Figure 2)."""
+"""Diagnostics kept apart from the core: the per-layer scale chart (in the style of the paper's Figure 2).
+
+matplotlib is an optional dependency (`pip install "hf-gradinit[plot]"`), imported only when drawing.
+"""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .result import GradInitResult
+
+logger = logging.getLogger("hf_gradinit")
 
 _PANELS = {"weight": "weights and embeddings", "norm_weight": "norm-layer weights", "bias": "biases"}
 
@@ -21,10 +27,7 @@ def short_name(name: str) -> str:
 def plot_scales(result: GradInitResult, path: str | Path) -> Path:
     """Bar chart of the learned scale of every block (log scale, 1 marked), one panel per kind, and the search
     history (look-ahead loss and gradient norm) below."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     panels = [
         (title, [(n, s) for n, s in result.scales.items() if result.kinds.get(n, "weight") == kind])
@@ -60,3 +63,24 @@ def plot_scales(result: GradInitResult, path: str | Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def pyplot() -> Any:
+    """`matplotlib.pyplot` on the file-only Agg backend; a clear ImportError when matplotlib is not installed."""
+    try:
+        import matplotlib
+    except ImportError as error:
+        raise ImportError('Plots need matplotlib: pip install "hf-gradinit[plot]".') from error
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_scales_if_possible(result: GradInitResult, path: str | Path) -> Path | None:
+    """`plot_scales`, or None with a logged note when matplotlib is missing: for outputs where the plot is extra."""
+    try:
+        return plot_scales(result, path)
+    except ImportError as error:
+        logger.warning("%s No %s was drawn.", error, Path(path).name)
+        return None

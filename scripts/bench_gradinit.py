@@ -28,9 +28,10 @@ from collections.abc import Callable
 import torch
 from transformers import MarianMTModel
 
-from hf_gradinit import GradInitConfig, fairseq_init_, post_ln_config
+from hf_gradinit import GradInitConfig
 from hf_gradinit.batching import split_batch
 from hf_gradinit.core import GradInitSearch, default_loss
+from hf_gradinit.translation import fairseq_init_, post_ln_config
 
 VARIANTS = (
     "train step",

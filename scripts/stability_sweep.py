@@ -151,7 +151,7 @@ def run_one(args: argparse.Namespace, results: Path, arm: str, lr: float, seed: 
 
 def unigram_plateau(args: argparse.Namespace) -> float:
     """The plateau of the runs' corpus: target-token frequencies under the BPE every run trains (same data, size)."""
-    from hf_gradinit.data import load_translation_corpus, train_joint_bpe
+    from hf_gradinit.translation import load_translation_corpus, train_joint_bpe
 
     corpus, _ = load_translation_corpus(
         args.corpus, config_name=args.dataset_config_name, revision=args.dataset_revision, toy_size=args.toy_size

@@ -14,8 +14,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from hf_gradinit.cli import main
 from hf_gradinit.config import GradInitConfig
+from hf_gradinit.integrations.cli import main
 from hf_gradinit.translation import TranslationDataArguments
 
 TINY = ["--model", "tiny", "--source", "toy", "--toy_size", "200", "--bpe_vocab_size", "200", "--max_tokens", "256",
@@ -123,7 +123,7 @@ def test_bad_arguments_are_argparse_errors(capsys, tmp_path: Path, argv: list[st
 
 def test_init_refuses_a_non_empty_output_dir_before_any_work(capsys, tmp_path: Path, monkeypatch) -> None:
     (tmp_path / "keep.txt").write_text("x")
-    monkeypatch.setattr("hf_gradinit.cli.init_checkpoint", lambda *a, **k: pytest.fail("work started"))
+    monkeypatch.setattr("hf_gradinit.integrations.cli.init_checkpoint", lambda *a, **k: pytest.fail("work started"))
     assert exit_code(["init", "--output_dir", str(tmp_path), *TINY]) == 2
     err = capsys.readouterr().err
     assert "hf-gradinit init: error:" in err and "is not empty" in err and "--overwrite" in err
@@ -150,8 +150,8 @@ def test_init_writes_the_checkpoint_and_reports_the_offline_push(checkpoint) -> 
 
 
 def test_cli_and_library_make_the_same_checkpoint(checkpoint, tmp_path: Path) -> None:
-    from hf_gradinit.arguments import GradInitArguments
-    from hf_gradinit.hub import InitCheckpointArguments, init_checkpoint
+    from hf_gradinit import GradInitArguments
+    from hf_gradinit.integrations.init_checkpoint import InitCheckpointArguments, init_checkpoint
 
     out, _, _ = checkpoint
     torch.manual_seed(1)  # the global RNG state does not matter: --seed does
@@ -186,7 +186,7 @@ def test_push_command_passes_its_arguments(checkpoint, capsys, monkeypatch) -> N
         seen.update(output_dir=output_dir, repo_id=repo_id, **kwargs)
         return "https://huggingface.co/x/commit/1"
 
-    monkeypatch.setattr("hf_gradinit.cli.push_checkpoint", fake_push)
+    monkeypatch.setattr("hf_gradinit.integrations.cli.push_checkpoint", fake_push)
     assert main(["push", str(out), REPO, "--private", "--revision", "v0", "--commit_message", "hi"]) == 0
     assert seen == {"output_dir": str(out), "repo_id": REPO, "private": True, "revision": "v0", "commit_message": "hi"}
     assert "https://huggingface.co/x/commit/1" in capsys.readouterr().out
@@ -230,12 +230,13 @@ def test_report_on_a_directory_without_a_result_is_an_error(capsys, tmp_path: Pa
 
 
 def test_interrupted_init_leaves_no_checkpoint(capsys, tmp_path: Path, monkeypatch) -> None:
-    from hf_gradinit import GradInitResult
 
-    def interrupt(self, path):
+    def interrupt(result, path):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(GradInitResult, "plot", interrupt)  # after the weights are written
+    monkeypatch.setattr(
+        "hf_gradinit.integrations.checkpoint.plot_scales_if_possible", interrupt
+    )  # after the weights are written
     assert main(["init", "--output_dir", str(tmp_path / "o"), *TINY]) == 130
     assert "interrupted" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []

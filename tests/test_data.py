@@ -13,13 +13,12 @@ import torch
 from datasets import Dataset, DatasetDict
 from transformers import AutoTokenizer
 
-from hf_gradinit.data import (
+from hf_gradinit.translation.data import (
     EOS_ID,
     PAD_ID,
     UNK_ID,
     CorpusUnavailableError,
     MaxTokensBatchSampler,
-    TranslationCollator,
     example_lengths,
     extract_ding_pairs,
     generate_toy_pairs,
@@ -30,8 +29,9 @@ from hf_gradinit.data import (
     tokenize_translation,
     toy,
     train_joint_bpe,
+    translation_collator,
 )
-from hf_gradinit.data.ding import is_sentence, strip_annotations
+from hf_gradinit.translation.data.ding import is_sentence, strip_annotations
 
 FIXTURE = Path(__file__).parent / "fixtures" / "ding_sample.txt"
 
@@ -417,7 +417,7 @@ def test_batch_sampler_epochs_and_dataloader(toy_corpus, tokenizer):
     assert len(sampler) == len(epoch0) and list(sampler) == epoch0
     sampler.set_epoch(1)
     assert list(sampler) != epoch0
-    loader = torch.utils.data.DataLoader(tokens, batch_sampler=sampler, collate_fn=TranslationCollator())
+    loader = torch.utils.data.DataLoader(tokens, batch_sampler=sampler, collate_fn=translation_collator(tokenizer))
     for batch in loader:
         assert batch["input_ids"].numel() <= 256 and batch["labels"].numel() <= 256
 
@@ -425,20 +425,18 @@ def test_batch_sampler_epochs_and_dataloader(toy_corpus, tokenizer):
 # --------------------------------------------------------------------------------------------------- collator
 
 
-def test_collator_pads_inputs_and_masks_labels():
-    features = [
-        {"input_ids": [5, 6, 1], "labels": [7, 1], "extra": "dropped"},
-        {"input_ids": [8, 1], "labels": [9, 10, 11, 1]},
-    ]
-    batch = TranslationCollator(pad_token_id=0)(features)
+def test_collator_pads_inputs_and_masks_labels(tokenizer):
+    pad = tokenizer.pad_token_id
+    features = [{"input_ids": [5, 6, 1], "labels": [7, 1]}, {"input_ids": [8, 1], "labels": [9, 10, 11, 1]}]
+    batch = translation_collator(tokenizer)(features)
     assert set(batch) == {"input_ids", "attention_mask", "labels"}
-    assert batch["input_ids"].tolist() == [[5, 6, 1], [8, 1, 0]]
+    assert batch["input_ids"].tolist() == [[5, 6, 1], [8, 1, pad]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
     assert batch["labels"].tolist() == [[7, 1, -100, -100], [9, 10, 11, 1]]
     assert batch["input_ids"].dtype == torch.long
-    padded = TranslationCollator(pad_token_id=3, pad_to_multiple_of=8)(features)
+    padded = translation_collator(tokenizer, pad_to_multiple_of=8)(features)
     assert padded["input_ids"].shape == (2, 8) and padded["labels"].shape == (2, 8)
-    assert padded["input_ids"][1, 2:].eq(3).all() and padded["labels"][0, 2:].eq(-100).all()
+    assert padded["input_ids"][1, 2:].eq(pad).all() and padded["labels"][0, 2:].eq(-100).all()
 
 
 def test_collated_batch_trains_marian(tokenizer):
@@ -447,7 +445,7 @@ def test_collated_batch_trains_marian(tokenizer):
     model = tiny_marian(vocab_size=len(tokenizer), decoder_vocab_size=len(tokenizer), dropout=0.0)
     texts = [("Der Hund schläft.", "The dog sleeps."), ("Die Katze sieht den Mann nicht.", "The cat sees the man.")]
     features = [{"input_ids": tokenizer(de)["input_ids"], "labels": tokenizer(en)["input_ids"]} for de, en in texts]
-    batch = TranslationCollator(tokenizer.pad_token_id)(features)
+    batch = translation_collator(tokenizer)(features)
     loss = model(**batch).loss
     # Same loss as computing it by hand over non-padded label positions only.
     logits = model(**batch).logits

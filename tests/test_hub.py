@@ -1,4 +1,5 @@
-"""hf_gradinit.hub: GradInit checkpoints written atomically, loadable with stock transformers, pushed to the Hub."""
+"""hf_gradinit.integrations (checkpoint, hub, init_checkpoint): GradInit checkpoints written atomically, loadable
+with stock transformers, pushed to the Hub."""
 
 from __future__ import annotations
 
@@ -14,15 +15,17 @@ import torch
 from huggingface_hub import ModelCard
 from transformers import AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer, MarianConfig, set_seed
 
-from hf_gradinit import GradInitResult, HubPushError, push_checkpoint, save_gradinit_checkpoint
-from hf_gradinit.arguments import GradInitArguments
-from hf_gradinit.hub import (
-    InitCheckpointArguments,
-    OutputDirectoryExistsError,
-    format_scale_table,
+from hf_gradinit import (
+    GradInitArguments,
+    GradInitResult,
+    HubPushError,
     init_checkpoint,
     load_gradinit_result,
+    push_checkpoint,
+    save_gradinit_checkpoint,
 )
+from hf_gradinit.integrations.checkpoint import OutputDirectoryExistsError, format_scale_table
+from hf_gradinit.integrations.init_checkpoint import InitCheckpointArguments
 from hf_gradinit.translation import TranslationDataArguments, build_translation_model
 
 REPO = "someone/tiny-gradinit"
@@ -244,11 +247,11 @@ def test_interrupted_save_leaves_no_checkpoint_and_no_staging(pushed, tmp_path: 
     output, _ = pushed
     written = []
 
-    def interrupt(self, path):  # weights and config are written by then: the point of no return is later
+    def interrupt(result, path):  # weights and config are written by then: the point of no return is later
         written.extend(p.name for p in Path(path).parent.iterdir())
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(GradInitResult, "plot", interrupt)
+    monkeypatch.setattr("hf_gradinit.integrations.checkpoint.plot_scales_if_possible", interrupt)
     target = tmp_path / "new"
     with pytest.raises(KeyboardInterrupt):
         save_gradinit_checkpoint(output.model, output.result, target, tokenizer=output.tokenizer)
@@ -288,7 +291,7 @@ def test_init_refuses_a_non_empty_directory_before_any_work(tmp_path: Path, monk
     def no_work(*args, **kwargs):
         raise AssertionError("data was loaded although the output directory is taken")
 
-    monkeypatch.setattr("hf_gradinit.hub.load_translation_data", no_work)
+    monkeypatch.setattr("hf_gradinit.integrations.init_checkpoint.load_translation_data", no_work)
     args, data, gradinit = tiny_args(tmp_path)
     with pytest.raises(OutputDirectoryExistsError):
         init_checkpoint(args, data, gradinit)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from transformers import AutoModelForSeq2SeqLM, MarianConfig, MarianMTModel
 
-from hf_gradinit import POST_LN_PRESETS, fairseq_init_, freeze_sinusoidal_positions_, post_ln_config
+from hf_gradinit.translation import POST_LN_PRESETS, fairseq_init_, freeze_sinusoidal_positions_, post_ln_config
 
 
 def trainable_count(model: nn.Module) -> int:

@@ -17,10 +17,10 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from hf_gradinit import GradInitResult
-from hf_gradinit.data import train_joint_bpe
 from hf_gradinit.translation import (
     average_checkpoints,
     build_translation_model,
+    train_joint_bpe,
 )
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "translation"
@@ -254,7 +254,7 @@ def test_push_uploads_the_final_checkpoint_through_the_hub_api(tmp_path, monkeyp
     from test_hub import FakeHfApi
 
     api = FakeHfApi()
-    monkeypatch.setattr("hf_gradinit.hub.HfApi", lambda: api)
+    monkeypatch.setattr("hf_gradinit.integrations.hub.HfApi", lambda: api)
     out = tmp_path / "run"
     train_mt.main([*TINY, *GRADINIT, "--max_steps", "2", "--output_dir", str(out), "--push_to_hub", "me/mt"])
     assert [name for name, _, _ in api.calls] == ["create_repo", "upload_folder"]

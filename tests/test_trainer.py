@@ -10,6 +10,7 @@ import math
 import os
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,9 @@ from tiny_models import VOCAB, tiny_bert_classifier, tiny_gpt2, tiny_marian
 from transformers import HfArgumentParser, MarianMTModel, Trainer, TrainingArguments
 from transformers.trainer_pt_utils import LabelSmoother
 
-import hf_gradinit.trainer as trainer_module
+import hf_gradinit.integrations.trainer as trainer_module
 from hf_gradinit import (
+    GradInitArguments,
     GradInitConfig,
     GradInitResult,
     GradInitSeq2SeqTrainer,
@@ -140,12 +142,16 @@ def logged_losses(trainer) -> list[float]:
 # -- arguments ---------------------------------------------------------------------------------------------------------
 
 
-def test_every_config_field_has_an_argument_with_its_help_and_no_default() -> None:
+def test_every_config_field_has_an_argument_with_its_type_help_and_no_default() -> None:
     arguments = {f.name: f for f in dataclasses.fields(GradInitTrainingArguments)}
-    for config_field in dataclasses.fields(GradInitConfig):
-        argument = arguments[f"gradinit_{config_field.name}"]
+    argument_types = typing.get_type_hints(GradInitArguments)
+    for name, hint in typing.get_type_hints(GradInitConfig).items():
+        argument = arguments[f"gradinit_{name}"]
         assert argument.default is None
-        assert config_field.metadata["help"] in argument.metadata["help"]
+        assert GradInitConfig.__dataclass_fields__[name].metadata["help"] in argument.metadata["help"]
+        if typing.get_origin(hint) is tuple:  # argument parsers give lists
+            hint = list[typing.get_args(hint)[0]]
+        assert argument_types[f"gradinit_{name}"] == hint | None
     for name in ("gradinit", "gradinit_config_preset", "gradinit_batch_size", "gradinit_force"):
         assert arguments[name].metadata["help"]
     seq2seq = {f.name for f in dataclasses.fields(GradInitSeq2SeqTrainingArguments)}
@@ -574,3 +580,18 @@ def test_sharded_training_from_the_launcher_is_refused(tmp_path: Path) -> None:
         LaunchedWithFSDP(
             model=tiny_gpt2(), args=training_args(tmp_path), train_dataset=lm_dataset(), data_collator=lm_collate
         )
+
+
+def test_without_matplotlib_the_plot_is_skipped_with_a_note(tmp_path: Path, monkeypatch, caplog) -> None:
+    """matplotlib is the [plot] extra: GradInit and its outputs work without it."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now raises ImportError
+    trainer = GradInitTrainer(
+        model=tiny_gpt2(), args=training_args(tmp_path), train_dataset=lm_dataset(), data_collator=lm_collate
+    )
+    with caplog.at_level(logging.WARNING, logger="hf_gradinit"):
+        trainer.train()
+    output_dir = Path(trainer.args.output_dir)
+    assert (output_dir / "gradinit_scales.json").is_file() and not (output_dir / "gradinit_scales.png").exists()
+    assert 'pip install "hf-gradinit[plot]"' in caplog.text
+    trainer.create_model_card()
+    assert "gradinit_scales.png" not in (output_dir / "README.md").read_text()

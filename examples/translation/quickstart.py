@@ -20,8 +20,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 import train_mt  # noqa: E402
 
-from hf_gradinit.data import DING_PATH  # noqa: E402
-from hf_gradinit.translation import TrainingDivergedError  # noqa: E402
+from hf_gradinit.translation import (
+    DING_PATH,  # noqa: E402
+    TrainingDivergedError,  # noqa: E402
+)
 
 LEARNING_RATES = {"toy": 2e-3, "ding": 1e-3}  # measured: without warmup, training stalls at these
 

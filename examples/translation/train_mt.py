@@ -37,14 +37,19 @@ from accelerate.utils import send_to_device, set_seed
 from tqdm.auto import tqdm
 from transformers import AutoModelForSeq2SeqLM, HfArgumentParser, get_scheduler
 
-from hf_gradinit import GradInitResult, TrainingDetails, freeze_sinusoidal_positions_, init_with_gradinit
-from hf_gradinit.arguments import GradInitArguments
-from hf_gradinit.data import load_tokenizer, tokenize_translation, train_joint_bpe
-from hf_gradinit.defaults import TrainingRun
-from hf_gradinit.hub import HubPushError, push_checkpoint, save_gradinit_checkpoint
-from hf_gradinit.presets import POST_LN_PRESETS
+from hf_gradinit import (
+    GradInitArguments,
+    GradInitResult,
+    HubPushError,
+    TrainingDetails,
+    TrainingRun,
+    init_with_gradinit,
+    push_checkpoint,
+    save_gradinit_checkpoint,
+)
 from hf_gradinit.result import PLOT_FILE, SCALES_FILE
 from hf_gradinit.translation import (
+    POST_LN_PRESETS,
     TRANSLATION_INITS,
     TrainingDivergedError,
     TranslationDataArguments,
@@ -52,10 +57,14 @@ from hf_gradinit.translation import (
     build_optimizer,
     build_translation_model,
     evaluate_translation,
+    freeze_sinusoidal_positions_,
     gradinit_batches,
+    load_tokenizer,
     load_translation_data,
     max_tokens_loader,
     plot_training_curves,
+    tokenize_translation,
+    train_joint_bpe,
     translation_loss,
 )
 
@@ -287,7 +296,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         gradinit_config = gradinit_args.gradinit_config(TrainingRun.from_optimizer(optimizer, args.max_steps))
         batches = gradinit_batches(
             tokens["train"],
-            tokenizer.pad_token_id,
+            tokenizer,
             max_tokens=args.max_tokens,
             max_sentences=gradinit_args.gradinit_batch_size,
             seed=args.seed,
@@ -362,7 +371,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     while step < args.max_steps:
         loader = max_tokens_loader(
             tokens["train"],
-            tokenizer.pad_token_id,
+            tokenizer,
             max_tokens=args.max_tokens,
             seed=args.seed,
             epoch=epoch,

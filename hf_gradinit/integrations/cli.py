@@ -4,7 +4,8 @@
     hf-gradinit push out/tiny-gradinit user/tiny-gradinit [--private] [--revision BRANCH]
     hf-gradinit report out/tiny-gradinit [--plot scales.png | --no_plot]
 
-A thin layer over `hf_gradinit.hub`: `init`'s arguments are the dataclasses `InitCheckpointArguments`,
+A thin layer over `init_checkpoint`, `push_checkpoint` and `load_gradinit_result`: `init`'s arguments are the
+dataclasses `InitCheckpointArguments`,
 `TranslationDataArguments` (the data arguments of `train_mt.py`) and `GradInitArguments` (every `--gradinit_*`).
 """
 
@@ -19,18 +20,12 @@ from typing import Any, get_type_hints
 
 from transformers import HfArgumentParser
 
+from ..result import PLOT_FILE
+from ..translation import TranslationDataArguments
 from .arguments import GradInitArguments
-from .hub import (
-    InitCheckpointArguments,
-    OutputDirectoryExistsError,
-    check_output_dir,
-    format_scale_table,
-    init_checkpoint,
-    load_gradinit_result,
-    push_checkpoint,
-)
-from .result import PLOT_FILE
-from .translation import TranslationDataArguments
+from .checkpoint import OutputDirectoryExistsError, check_output_dir, format_scale_table, load_gradinit_result
+from .hub import push_checkpoint
+from .init_checkpoint import InitCheckpointArguments, init_checkpoint
 
 # `init` always runs GradInit on a fresh model: the switches of a training integration do not apply.
 _NOT_FOR_INIT = ("gradinit", "gradinit_force")
@@ -52,7 +47,7 @@ _InitGradInitArguments = dataclasses.make_dataclass(
         for f in dataclasses.fields(GradInitArguments)
         if f.name not in _NOT_FOR_INIT
     ],
-    namespace={"_argument_group_name": "GradInit (GradInitArguments; default: scaled to --lr and --max_steps)"},
+    namespace={"_argument_group_name": "GradInit (GradInitArguments; default: follows --optimizer, --lr, --max_steps)"},
 )
 
 
@@ -74,7 +69,7 @@ _INIT_ARGUMENTS = {
 
 def build_parser() -> argparse.ArgumentParser:
     """The `hf-gradinit` parser: subcommands `init`, `push`, `report`."""
-    from . import __version__
+    from .. import __version__
 
     parser = argparse.ArgumentParser(
         prog="hf-gradinit",

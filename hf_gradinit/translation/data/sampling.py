@@ -1,5 +1,6 @@
 """fairseq-style ``--max-tokens`` batching for translation: length-bucketed batches under a token budget, sharded
-so every DDP rank gets the same number of batches, and a collator for `MarianMTModel`.
+so every DDP rank gets the same number of batches, and the collator for `MarianMTModel` (transformers'
+`DataCollatorForSeq2Seq`).
 
 Token budget: a batch of examples with lengths ``max(len(input_ids), len(labels))`` costs
 ``len(batch) * max(lengths)`` tokens, the padded size of the larger of its source and target tensors; batches are
@@ -10,14 +11,12 @@ low; the batch order (and the order among equally long examples) is reshuffled e
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-import torch
 from datasets import Dataset
 from torch.utils.data import Sampler
-
-from .tokenizer import PAD_ID
+from transformers import DataCollatorForSeq2Seq, PreTrainedTokenizerBase
 
 
 def example_lengths(dataset: Dataset, columns: Sequence[str] = ("input_ids", "labels")) -> list[int]:
@@ -82,7 +81,7 @@ def max_tokens_batches(
 
 
 class MaxTokensBatchSampler(Sampler[list[int]]):
-    """Batch sampler for `torch.utils.data.DataLoader(dataset, batch_sampler=..., collate_fn=TranslationCollator())`.
+    """Batch sampler for `DataLoader(dataset, batch_sampler=..., collate_fn=translation_collator(tokenizer))`.
 
     Each batch holds at most `max_tokens` padded tokens (and at most `max_sentences` examples). With
     `num_replicas`/`rank` each DDP rank gets a disjoint share of the epoch's batches, all ranks the same number, and
@@ -139,37 +138,9 @@ class MaxTokensBatchSampler(Sampler[list[int]]):
         return len(self.batches())
 
 
-class TranslationCollator:
-    """Pad ``input_ids``/``labels`` features into tensors for `MarianMTModel`.
-
-    Returns ``input_ids`` (padded with `pad_token_id`), ``attention_mask`` and ``labels`` padded with -100, the
-    index the model's cross-entropy ignores; the model builds ``decoder_input_ids`` by shifting the labels right
-    (replacing -100 by the pad id), so no decoder inputs are produced here. Other feature keys are dropped.
-    """
-
-    def __init__(self, pad_token_id: int = PAD_ID, label_pad_id: int = -100, pad_to_multiple_of: int | None = None):
-        self.pad_token_id = pad_token_id
-        self.label_pad_id = label_pad_id
-        self.pad_to_multiple_of = pad_to_multiple_of
-
-    def _pad(self, sequences: list[Sequence[int]], value: int) -> torch.Tensor:
-        width = max(len(seq) for seq in sequences)
-        if self.pad_to_multiple_of:
-            width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
-        out = torch.full((len(sequences), width), value, dtype=torch.long)
-        for row, seq in enumerate(sequences):
-            out[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
-        return out
-
-    def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-        if not features:
-            raise ValueError("Cannot collate an empty batch.")
-        sources = [feature["input_ids"] for feature in features]
-        input_ids = self._pad(sources, self.pad_token_id)
-        attention_mask = torch.zeros_like(input_ids)
-        for row, seq in enumerate(sources):
-            attention_mask[row, : len(seq)] = 1
-        batch = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if "labels" in features[0]:
-            batch["labels"] = self._pad([feature["labels"] for feature in features], self.label_pad_id)
-        return batch
+def translation_collator(tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None = None) -> Any:
+    """Pads `input_ids` / `labels` features for `MarianMTModel`: inputs with the pad id and an attention mask,
+    labels with -100 (ignored by the loss; the model shifts them right into decoder inputs)."""
+    return DataCollatorForSeq2Seq(
+        tokenizer, label_pad_token_id=-100, pad_to_multiple_of=pad_to_multiple_of, return_tensors="pt"
+    )

@@ -19,7 +19,7 @@ from torch import nn
 from transformers import MarianConfig
 from transformers.activations import ACT2FN
 
-from .blocks import is_norm_layer
+from ..blocks import is_norm_layer
 
 __all__ = ["POST_LN_PRESETS", "fairseq_init_", "freeze_sinusoidal_positions_", "post_ln_config"]
 

@@ -25,13 +25,14 @@ from torch.utils.data import DataLoader
 from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, Trainer, TrainerCallback, TrainingArguments
 from transformers.modelcard import TrainingSummary
 
+from ..batching import batch_size, smallest_splittable_batch
+from ..config import GradInitConfig
+from ..core import init_with_gradinit
+from ..defaults import TrainingRun
+from ..plotting import plot_scales_if_possible
+from ..result import PLOT_FILE, SCALES_FILE, GradInitResult
 from .arguments import GradInitArguments
-from .batching import batch_size, smallest_splittable_batch
-from .config import GradInitConfig
-from .core import init_with_gradinit
-from .defaults import TrainingRun
 from .model_card import TrainingDetails, build_model_card
-from .result import PLOT_FILE, SCALES_FILE, GradInitResult
 
 logger = logging.getLogger("hf_gradinit")
 
@@ -199,7 +200,7 @@ class GradInitTrainerMixin:
         if self.is_world_process_zero():
             os.makedirs(self.args.output_dir, exist_ok=True)
             result.save(os.path.join(self.args.output_dir, SCALES_FILE))
-            result.plot(os.path.join(self.args.output_dir, PLOT_FILE))
+            plot_scales_if_possible(result, os.path.join(self.args.output_dir, PLOT_FILE))
         return result
 
     def compute_gradinit_loss(self, model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Model cards for GradInit-initialised models: a GradInit section, and a whole card around it.
 
-Both are Jinja templates in `hf_gradinit/templates/`; this module only prepares the values. The card serves a
-checkpoint that was initialised and not yet trained (pass no `training`) as well as one trained afterwards
+Both are Jinja templates in `hf_gradinit/integrations/templates/`; this module only prepares the values. The card
+serves a checkpoint that was initialised and not yet trained (pass no `training`) as well as one trained afterwards
 (`GradInitTrainer.create_model_card` passes the Trainer's hyperparameters and results).
 """
 
@@ -18,8 +18,8 @@ import torch
 import transformers
 from huggingface_hub import ModelCard, ModelCardData
 
-from .config import GradInitConfig
-from .result import GradInitResult
+from ..config import GradInitConfig
+from ..result import GradInitResult
 
 _TEMPLATES = files(__package__) / "templates"
 _KIND_TITLES = {"weight": "weights and embeddings", "norm_weight": "norm-layer weights", "bias": "biases"}
@@ -100,7 +100,7 @@ def build_model_card(
         datasets=[name for name in ([datasets] if isinstance(datasets, str) else datasets or []) if name] or None,
         tags=list(dict.fromkeys(["gradinit", *(tags or [])])),
     )
-    from . import __version__  # here: the package imports this module before it defines its version
+    from .. import __version__
 
     details = training or TrainingDetails(hyperparameters={})
     return ModelCard.from_template(

@@ -6,13 +6,13 @@ Typical use::
     tokenizer = train_joint_bpe(corpus["train"], vocab_size=8000)
     tokens = tokenize_translation(corpus, tokenizer, max_length=256)
     sampler = MaxTokensBatchSampler(example_lengths(tokens["train"]), max_tokens=4096, num_replicas=world, rank=rank)
-    loader = DataLoader(tokens["train"], batch_sampler=sampler, collate_fn=TranslationCollator(tokenizer.pad_token_id))
+    loader = DataLoader(tokens["train"], batch_sampler=sampler, collate_fn=translation_collator(tokenizer))
 """
 
 from .corpus import BUILTIN_SOURCES, SPLITS, load_translation_corpus
 from .ding import DING_PATH, extract_ding_pairs, parse_ding_line
 from .errors import CorpusUnavailableError
-from .sampling import MaxTokensBatchSampler, TranslationCollator, example_lengths, max_tokens_batches
+from .sampling import MaxTokensBatchSampler, example_lengths, max_tokens_batches, translation_collator
 from .tokenizer import (
     EOS_ID,
     EOS_TOKEN,
@@ -39,7 +39,6 @@ __all__ = [
     "UNK_TOKEN",
     "CorpusUnavailableError",
     "MaxTokensBatchSampler",
-    "TranslationCollator",
     "example_lengths",
     "extract_ding_pairs",
     "generate_toy_pairs",
@@ -49,5 +48,6 @@ __all__ = [
     "parse_ding_line",
     "tokenize_translation",
     "train_joint_bpe",
+    "translation_collator",
     "translation_texts",
 ]
