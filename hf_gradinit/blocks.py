@@ -53,6 +53,20 @@ def is_fixed_table(module: nn.Module) -> bool:
     return bool(_FIXED_TABLE_CLASS.search(type(module).__name__))
 
 
+def local_tensor(tensor: torch.Tensor) -> torch.Tensor:
+    """This rank's part of a DTensor (FSDP2's sharded parameters; a view of its storage), or the tensor itself."""
+    return tensor.to_local() if hasattr(tensor, "to_local") else tensor
+
+
+def _is_nonzero(param: torch.Tensor) -> bool:
+    """Whether any entry is non-zero; for a sharded parameter, in any rank's shard."""
+    with torch.no_grad():
+        total = local_tensor(param).abs().sum()
+        if hasattr(param, "device_mesh"):
+            torch.distributed.all_reduce(total, group=param.device_mesh.get_group())
+    return bool(total > 0)
+
+
 def trainable_parameters(model: nn.Module, exclude: Sequence[str] = ()) -> list[Parameter]:
     """Trainable parameters deduplicated by identity (tied weights appear once, under their first name).
 
@@ -76,9 +90,7 @@ def trainable_parameters(model: nn.Module, exclude: Sequence[str] = ()) -> list[
         else:
             kind = "weight"
         excluded = id(param) in fixed or any(pattern.search(canonical_name(name)) for pattern in patterns)
-        with torch.no_grad():
-            nonzero = bool(param.detach().abs().sum() > 0)
-        found.append(Parameter(name, param, kind, nonzero and not excluded))
+        found.append(Parameter(name, param, kind, _is_nonzero(param) and not excluded))
     if not found:
         raise ValueError(
             "The model has no trainable parameters (all have requires_grad=False): GradInit has nothing to scale. "

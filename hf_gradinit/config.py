@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 TARGET_OPTIMIZERS = ("adam", "adamw", "sgd")
 BATCH_SPLITS = ("overlap", "disjoint", "same")
+CONSTRAINT_HVPS = ("autograd", "finite_difference")
 
 
 @dataclass
@@ -59,6 +60,22 @@ class GradInitConfig:
     normalize_sgd_step: bool = field(
         default=False, metadata={"help": "For 'sgd': step along g/||g||_2 instead of g (the CIFAR setting)."}
     )
+    constraint_hvp: Literal["autograd", "finite_difference"] = field(
+        default="autograd",
+        metadata={
+            "help": "How a constraint step gets its Hessian-vector product: 'autograd' (a double backward: exact, but "
+            "needs kernels with a double backward, runs attention on the math backend, not under FSDP2) or "
+            "'finite_difference' (a central difference of two first-order gradients: works with any kernel and "
+            "with FSDP2)."
+        },
+    )
+    constraint_fd_radius: float = field(
+        default=1e-3,
+        metadata={
+            "help": "For 'finite_difference': the perturbation is theta +- (r / ||v||) v, of L2 norm r (DARTS' "
+            "second-order approximation uses r = 0.01; 1e-3 was the most accurate in fp32 in our measurements)."
+        },
+    )
     batch_split: Literal["overlap", "disjoint", "same"] = field(
         default="overlap",
         metadata={
@@ -87,9 +104,11 @@ class GradInitConfig:
             problems.append(f"iterations must be a positive integer, got {self.iterations!r}")
         if self.target_optimizer not in TARGET_OPTIMIZERS:
             problems.append(f"target_optimizer must be one of {TARGET_OPTIMIZERS}, got {self.target_optimizer!r}")
+        if self.constraint_hvp not in CONSTRAINT_HVPS:
+            problems.append(f"constraint_hvp must be one of {CONSTRAINT_HVPS}, got {self.constraint_hvp!r}")
         if self.batch_split not in BATCH_SPLITS:
             problems.append(f"batch_split must be one of {BATCH_SPLITS}, got {self.batch_split!r}")
-        for name in ("target_lr", "scale_lr", "grad_norm_bound", "target_eps"):
+        for name in ("target_lr", "scale_lr", "grad_norm_bound", "target_eps", "constraint_fd_radius"):
             if not getattr(self, name) > 0:
                 problems.append(f"{name} must be > 0, got {getattr(self, name)!r}")
         for name in ("target_weight_decay", "min_scale", "bias_min_scale"):

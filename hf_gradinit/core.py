@@ -86,15 +86,18 @@ def init_with_gradinit(
         checked = _RequireLabels(batches)
         batches = iter(checked) if isinstance(batches, Iterator) else checked  # a one-shot source stays one-shot
     start = time.perf_counter()
-    with isolated(model, seed=config.seed):
-        search = GradInitSearch(model, config, loss_fn)
+    from .sharded import ShardedGradInitSearch, is_fully_sharded  # it builds on GradInitSearch, defined below
+
+    sharded = is_fully_sharded(model)
+    with isolated(model, seed=config.seed, cast_to_fp32=not sharded):
+        search = (ShardedGradInitSearch if sharded else GradInitSearch)(model, config, loss_fn)
         if search.rank == 0:
             logger.info("GradInit settings: %s", describe(config))
         source = cycle_batches(batches)
         first_batch = next(source)
         search.check_double_backward(first_batch)
         show_bar = progress_bar if progress_bar is not None else (sys.stderr.isatty() and search.rank == 0)
-        with tqdm(total=config.iterations, desc="GradInit", disable=not show_bar) as bar:
+        with search.running(), tqdm(total=config.iterations, desc="GradInit", disable=not show_bar) as bar:
             for iteration, batch in zip(range(config.iterations), itertools.chain([first_batch], source)):
                 record = search.iterate(batch, iteration)
                 bar.update()
@@ -114,9 +117,8 @@ def init_with_gradinit(
             wall_time=time.perf_counter() - start,
             world_size=search.world_size,
         )
-        rank_zero_weights = search.weights if search.distributed else None
     # Outside the search: the model has its own dtypes, buffers and modes again; the scales are its only change.
-    fold_into(model, result, rank_zero_weights)
+    search.fold_into(model, result)
     if search.rank == 0:
         search.log_progress(config.iterations - 1, final=True)
     return result
@@ -134,16 +136,6 @@ def describe(config: GradInitConfig) -> str:
         f"first step of {step} at eta = {config.target_lr:g}{decay}; {config.iterations} iterations, "
         f"tau = {config.scale_lr:g}, {bound}, batch split {config.batch_split!r}{excluded}"
     )
-
-
-def fold_into(model: nn.Module, result: GradInitResult, weights: list[torch.Tensor] | None = None) -> None:
-    """w <- alpha * w, in place: the only write to the model. Under torch.distributed, first every rank takes rank
-    0's starting weights (`weights`), as DDP would."""
-    if weights is not None:
-        with torch.no_grad():
-            for param, weight in zip(trainable_parameters(model), weights):
-                param.tensor.copy_(weight)
-    result.apply_to(model)
 
 
 def _resolve_config(config: GradInitConfig | None, overrides: dict[str, Any]) -> GradInitConfig:
@@ -215,13 +207,7 @@ class GradInitSearch:
         self.distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
         self.world_size = dist.get_world_size() if self.distributed else 1
         self.rank = dist.get_rank() if self.distributed else 0
-        # w: the starting tensors. Read-only views of the parameters, except under torch.distributed, where they
-        # are copies broadcast from rank 0 (as DDP would do) so that every rank scales the same weights.
-        self.weights = [p.tensor.detach() for p in self.params]
-        if self.distributed:
-            self.weights = [w.clone() for w in self.weights]
-            for w in self.weights:
-                dist.broadcast(w, src=0)
+        self.weights = self.starting_weights()
         self.block_index = [i for i, p in enumerate(self.params) if p.is_block]
         # fp32 at least (fp64 for a double model, so finite-difference checks are exact to many digits).
         dtype = torch.promote_types(self.params[0].tensor.dtype, torch.float32)
@@ -244,28 +230,56 @@ class GradInitSearch:
         self.history: list[dict[str, Any]] = []
         self.expect_constraint = False
 
+    def starting_weights(self) -> list[torch.Tensor]:
+        """w: read-only views of the parameters, except under torch.distributed, where they are copies broadcast
+        from rank 0 (as DDP would do) so that every rank scales the same weights."""
+        weights = [p.tensor.detach() for p in self.params]
+        if self.distributed:
+            weights = [w.clone() for w in weights]
+            for w in weights:
+                dist.broadcast(w, src=0)
+        return weights
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        """Around the iterations: nothing to undo here (the model's parameters are never written)."""
+        yield
+
+    def fold_into(self, model: nn.Module, result: GradInitResult) -> None:
+        """w <- alpha * w, in place: the only write to the model. Under torch.distributed, first every rank takes
+        rank 0's starting weights, as DDP would."""
+        if self.distributed:
+            with torch.no_grad():
+                for param, weight in zip(self.params, self.weights):
+                    param.tensor.copy_(weight)
+        result.apply_to(model)
+
     # -- one iteration -------------------------------------------------------------------------------------------
 
     def iterate(self, batch: Any, iteration: int) -> dict[str, Any]:
         """One GradInit iteration on `batch`; appends to and returns the history record."""
         first, second = split_batch(self.on_device(batch), self.config.batch_split)
-        build_graph = self.expect_constraint and math.isfinite(self.config.grad_norm_bound)
+        autograd_hvp = self.config.constraint_hvp == "autograd"
+        build_graph = self.expect_constraint and math.isfinite(self.config.grad_norm_bound) and autograd_hvp
         theta, loss, grads = self.first_pass(first, build_graph)
-        global_grads = self._mean_over_ranks_list([g.detach() for g in grads])
+        global_grads = self.global_gradient([g.detach() for g in grads])
         grad_norm = self.grad_norm(global_grads)
         self._check_finite(iteration, loss=loss, grad_norm=grad_norm)
         constraint = grad_norm > self.config.grad_norm_bound
         lookahead_loss = None
-        if constraint:
+        if constraint and autograd_hvp:
             if not build_graph:
                 theta, _, grads = self.first_pass(first, build_graph=True)
             alpha_grad = self.constraint_gradient(theta, grads, global_grads)
             del theta, grads
+        elif constraint:
+            del grads
+            alpha_grad = self.finite_difference_constraint_gradient(first, theta, global_grads)
         else:
             del theta, grads  # free a speculative second-order graph before the look-ahead pass
             lookahead, alpha_grad = self.objective_gradient(second, global_grads)
             lookahead_loss = self._mean_over_ranks(lookahead.detach()).item()
-        alpha_grad = self._mean_over_ranks(alpha_grad)
+        alpha_grad = self.alpha_gradient_over_ranks(alpha_grad)
         self._check_finite(iteration, alpha_grad=alpha_grad)
         self.update_scales(alpha_grad, "constraint" if constraint else "objective")
         self.expect_constraint = constraint
@@ -283,16 +297,29 @@ class GradInitSearch:
         self, batch: Any, build_graph: bool
     ) -> tuple[list[torch.Tensor], torch.Tensor, tuple[torch.Tensor, ...]]:
         """Loss and gradient on S at theta = alpha * w; with the graph for a double backward if asked."""
-        theta = [t.requires_grad_() for t in self.scaled_weights()]
-        attention = sdpa_kernel(SDPBackend.MATH) if build_graph else contextlib.nullcontext()
+        theta = self.scaled_weights()
+        if not build_graph:
+            return (theta, *self.gradient(theta, batch))
+        theta = [t.requires_grad_() for t in theta]
 
         def loss_and_gradient() -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-            with attention:
+            with sdpa_kernel(SDPBackend.MATH):
                 loss = self.loss_of(batch)
-                return loss, torch.autograd.grad(loss, theta, create_graph=build_graph, materialize_grads=True)
+                return loss, torch.autograd.grad(loss, theta, create_graph=True, materialize_grads=True)
 
         loss, grads = self.substituted(theta, loss_and_gradient)
         return theta, loss, grads
+
+    def gradient(self, theta: list[torch.Tensor], batch: Any) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The loss on `batch` at `theta` and its (first-order) gradient, on this process's batch."""
+        theta = [t.detach().requires_grad_() for t in theta]
+
+        def loss_and_gradient() -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+            loss = self.loss_of(batch)
+            return loss, torch.autograd.grad(loss, theta, materialize_grads=True)
+
+        loss, grads = self.substituted(theta, loss_and_gradient)
+        return loss.detach(), list(grads)
 
     def objective_gradient(self, batch: Any, grads: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Look-ahead loss L(S~; theta') and its first-order gradient w.r.t. alpha, with the step detached."""
@@ -301,24 +328,22 @@ class GradInitSearch:
             theta = self.scaled_weights()
             torch._foreach_mul_(theta, self.shrink)
             torch._foreach_add_(theta, step, alpha=-self.config.target_lr)
-        theta = [t.requires_grad_() for t in theta]
-
-        def loss_and_gradient() -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-            loss = self.loss_of(batch)
-            return loss, torch.autograd.grad(loss, theta, materialize_grads=True)
-
-        lookahead, outer = self.substituted(theta, loss_and_gradient)
+        lookahead, outer = self.gradient(theta, batch)
         return lookahead, self.block_dots(outer) * self.block_shrink / self.config.target_lr
+
+    def norm_direction(self, global_grads: list[torch.Tensor]) -> list[torch.Tensor]:
+        """v = d||g||_p / dg: sign(g) for the L1 norm, g / ||g||_2 for L2."""
+        if self.config.grad_norm_order == 1:
+            return [g.sign() for g in global_grads]
+        norm = self.total(torch._foreach_norm(global_grads, 2), power=2).sqrt()
+        return torch._foreach_div(global_grads, norm)
 
     def constraint_gradient(
         self, theta: list[torch.Tensor], grads: tuple[torch.Tensor, ...], global_grads: list[torch.Tensor]
     ) -> torch.Tensor:
-        """Gradient of ||g||_p w.r.t. alpha: <H v, w_i> per block, v = d||g||_p / dg (a Hessian-vector product)."""
-        if self.config.grad_norm_order == 1:
-            v = [g.sign() for g in global_grads]
-        else:
-            norm = torch.sqrt(sum(g.square().sum() for g in global_grads))
-            v = [g / norm for g in global_grads]
+        """Gradient of ||g||_p w.r.t. alpha: <H v, w_i> per block, v = d||g||_p / dg (a Hessian-vector product
+        through a double backward)."""
+        v = self.norm_direction(global_grads)
         # Gradient entries that do not depend on the parameters (constants of the graph) contribute nothing.
         live = [i for i, g in enumerate(grads) if g.requires_grad]
 
@@ -330,11 +355,30 @@ class GradInitSearch:
 
         return self.block_dots(self.substituted(theta, hessian_vector_product))
 
+    def finite_difference_constraint_gradient(
+        self, batch: Any, theta: list[torch.Tensor], global_grads: list[torch.Tensor]
+    ) -> torch.Tensor:
+        """The constraint step's <H v, w_i> from first-order passes only: H v ~ (g(theta + eps v) - g(theta - eps v))
+        / (2 eps), eps = r / ||v|| (DARTS' second-order approximation, so the perturbation has norm r).
+
+        Both perturbed points are built from theta (never by adding and subtracting in place), and the blocks'
+        dot products are taken in float64: <(g+ - g-), w> = <g+, w> - <g-, w> exactly, without a third buffer.
+        """
+        v = self.norm_direction(global_grads)
+        eps = self.config.constraint_fd_radius / self.total(torch._foreach_norm(v, 2), power=2).sqrt()
+        dots = []
+        for sign in (1.0, -1.0):
+            perturbed = torch._foreach_add(theta, torch._foreach_mul(v, sign * eps))
+            _, grads = self.gradient(perturbed, batch)
+            dots.append(self.block_dots(grads, dtype=torch.float64))
+            del perturbed, grads
+        return ((dots[0] - dots[1]) / (2 * eps.double())).to(self.alpha.dtype)
+
     def check_double_backward(self, batch: Any) -> None:
         """Fail now, not hundreds of iterations in, if constraint steps are possible (a finite bound) and the model
         cannot run the double backward they need (flash / flex attention, compiled graphs, once-differentiable
         kernels): one constraint step's passes on `batch`, whose result is discarded."""
-        if not math.isfinite(self.config.grad_norm_bound):
+        if not math.isfinite(self.config.grad_norm_bound) or self.config.constraint_hvp != "autograd":
             return
         first, _ = split_batch(self.on_device(batch), self.config.batch_split)
         try:
@@ -355,7 +399,8 @@ class GradInitSearch:
             attention = getattr(getattr(self.model, "config", None), "_attn_implementation", None)
             hint = f" (attention implementation: {attention!r})" if attention else ""
             raise RuntimeError(
-                f"This model cannot run the double backward of GradInit's constraint step{hint}: {error}. Load it with "
+                f"This model cannot run the double backward of GradInit's constraint step{hint}: {error}. Set "
+                "constraint_hvp='finite_difference' (first-order passes only), load the model with "
                 "attn_implementation='sdpa' or 'eager' for GradInit, or set grad_norm_bound=inf (no constraint "
                 "steps). Nothing was changed."
             ) from error
@@ -403,23 +448,33 @@ class GradInitSearch:
 
     def grad_norm(self, grads: list[torch.Tensor]) -> float:
         """||g||_p over all trainable parameters: p = 1 for Adam, 2 for SGD."""
-        norms = torch._foreach_norm(grads, self.config.grad_norm_order)
-        total = torch.stack(norms).norm(self.config.grad_norm_order)
-        return total.item()
+        p = self.config.grad_norm_order
+        return (self.total(torch._foreach_norm(grads, p), power=p) ** (1 / p)).item()
+
+    def total(self, norms: list[torch.Tensor], power: int) -> torch.Tensor:
+        """sum_i norms_i ** power: from per-tensor norms, the `power`-th power of their global norm."""
+        return torch.stack(norms).pow(power).sum()
 
     def optimizer_direction(self, grads: list[torch.Tensor]) -> list[torch.Tensor]:
         """A[g]: Adam's first step g / (|g| + eps), or g (optionally normalised) for SGD."""
         if self.config.target_optimizer == "sgd":
             if not self.config.normalize_sgd_step:
                 return grads
-            norm = torch.stack(torch._foreach_norm(grads, 2)).norm(2)
-            return torch._foreach_div(grads, norm)
+            return torch._foreach_div(grads, self.total(torch._foreach_norm(grads, 2), power=2).sqrt())
         return torch._foreach_div(grads, torch._foreach_add(torch._foreach_abs(grads), self.config.target_eps))
 
-    def block_dots(self, tensors: list[torch.Tensor]) -> torch.Tensor:
-        """Per block i: <tensors_i, w_i>, accumulated in the dtype of alpha."""
-        dtype = self.alpha.dtype
+    def block_dots(self, tensors: list[torch.Tensor], dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Per block i: <tensors_i, w_i>, accumulated in the dtype of alpha (or `dtype`)."""
+        dtype = dtype or self.alpha.dtype
         return torch.stack([torch.sum(tensors[i].to(dtype) * self.weights[i].to(dtype)) for i in self.block_index])
+
+    def global_gradient(self, grads: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The gradient of the mean loss over all ranks' batches (from each rank's own gradient)."""
+        return self._mean_over_ranks_list(grads)
+
+    def alpha_gradient_over_ranks(self, alpha_grad: torch.Tensor) -> torch.Tensor:
+        """Each rank's alpha-gradient is that of its own batch: their mean is the gradient of the mean loss."""
+        return self._mean_over_ranks(alpha_grad)
 
     def _mean_over_ranks(self, tensor: torch.Tensor) -> torch.Tensor:
         if self.distributed:

@@ -35,7 +35,7 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             model = model.module
         elif hasattr(model, "_orig_mod") and "OptimizedModule" in name:
             model = model._orig_mod
-        elif name == "FullyShardedDataParallel" or name == "DeepSpeedEngine":
+        elif name in ("FullyShardedDataParallel", "DeepSpeedEngine"):
             engine = "FSDP (version 1)" if name == "FullyShardedDataParallel" else "DeepSpeed"
             raise ValueError(
                 f"The model is wrapped by {engine}, whose flattened, sharded parameters GradInit cannot scale. Run "
@@ -67,7 +67,7 @@ def search_device(model: nn.Module) -> torch.device:
 
 
 @contextlib.contextmanager
-def isolated(model: nn.Module, *, seed: int) -> Iterator[None]:
+def isolated(model: nn.Module, *, seed: int, cast_to_fp32: bool = True) -> Iterator[None]:
     """Search conditions for `model`, all undone on exit, even on error.
 
     Inside: every module in eval mode (dropout off) except BatchNorm (batch statistics, as in training);
@@ -88,8 +88,9 @@ def isolated(model: nn.Module, *, seed: int) -> Iterator[None]:
         buffers = _unique_buffers(model)
         saved = [(buffer, buffer.detach().clone()) for buffer in buffers]
         restore.callback(_restore_buffers, saved)
-        restore.callback(_restore_dtypes, _cast_to_fp32(model.parameters()))
-        _cast_to_fp32(buffers)  # the saved copies bring their dtype back
+        if cast_to_fp32:  # not FSDP2's sharded parameters: its mixed-precision policy decides the compute dtype
+            restore.callback(_restore_dtypes, _cast_to_fp32(model.parameters()))
+            _cast_to_fp32(buffers)  # the saved copies bring their dtype back
 
         for module in model.modules():
             if "_original_forward" in module.__dict__:  # accelerate's autocast wrapper: its forward enters autocast

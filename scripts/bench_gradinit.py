@@ -6,10 +6,14 @@ Each variant runs in a fresh child process (so its peak memory is its own), on t
 - constraint step: the gradient-norm step (double backward under the math attention backend), graph built
   speculatively because the previous step was a constraint step; and the same after an objective step, when the
   first pass has to be redone with the graph;
+- constraint step, finite difference (`constraint_hvp="finite_difference"`): the same step from three first-order
+  passes (the gradient, and the gradients at theta +- eps v), with the model's own attention kernels;
 - naive objective step: the gradient taken with `create_graph=True` on every iteration (as the official code
   does) and the look-ahead loss differentiated through the Adam step theta - eta * sign(g) as plain autograd code
   does: sign has zero derivative, but autograd still runs the whole double backward to find that out.
-Prints a markdown table: median seconds per step, ratio to the train step, peak memory above the model's.
+Prints a markdown table: median seconds per step, ratio to the train step, peak memory above the model's; then
+how far the finite-difference constraint step's alpha-gradient is from the double backward's on this model, for a
+few radii r (relative error, and how many scales would move the other way).
 
     python scripts/bench_gradinit.py                                # 6+6-layer d=128 Post-LN Marian, CPU
     python scripts/bench_gradinit.py --d_model 256 --device cuda
@@ -38,8 +42,10 @@ VARIANTS = (
     "objective step",
     "constraint step",
     "constraint step, first pass redone",
+    "constraint step, finite difference",
     "naive objective step",
 )
+RADII = (1e-2, 1e-3, 1e-4)
 
 
 def build(args: argparse.Namespace) -> tuple[MarianMTModel, list[dict]]:
@@ -75,7 +81,8 @@ def step_function(variant: str, model: MarianMTModel, args: argparse.Namespace) 
         return train_step
     # A finite bound that is never reached still allows a speculative graph; a tiny one forces constraint steps.
     bound = 1e-6 if variant.startswith("constraint") else 1e30
-    config = GradInitConfig(grad_norm_bound=bound, scale_lr=1e-4)
+    hvp = "finite_difference" if variant.endswith("finite difference") else "autograd"
+    config = GradInitConfig(grad_norm_bound=bound, scale_lr=1e-4, constraint_hvp=hvp)
     search = GradInitSearch(model, config, default_loss)
     counter = iter(range(10**9))
 
@@ -91,6 +98,26 @@ def step_function(variant: str, model: MarianMTModel, args: argparse.Namespace) 
         search.iterate(batch, next(counter))
 
     return naive_objective_step if variant == "naive objective step" else gradinit_step
+
+
+def finite_difference_errors(args: argparse.Namespace) -> list[tuple[float, float, int, int]]:
+    """(r, relative error, scales moving the other way, scales) of the finite-difference constraint gradient
+    against the double backward's, on the first batch at alpha = 1."""
+    model, batches = build(args)
+    first, _ = split_batch(batches[0], "overlap")
+    exact_search = GradInitSearch(model, GradInitConfig(grad_norm_bound=1e-6), default_loss)
+    theta, _, grads = exact_search.first_pass(first, build_graph=True)
+    exact = exact_search.constraint_gradient(theta, grads, [g.detach() for g in grads]).double()
+    del theta, grads
+    rows = []
+    for radius in RADII:
+        config = GradInitConfig(grad_norm_bound=1e-6, constraint_hvp="finite_difference", constraint_fd_radius=radius)
+        search = GradInitSearch(model, config, default_loss)
+        theta, _, grads = search.first_pass(first, build_graph=False)
+        approximate = search.finite_difference_constraint_gradient(first, theta, grads).double()
+        relative = ((approximate - exact).norm() / exact.norm()).item()
+        rows.append((radius, relative, int((approximate.sign() != exact.sign()).sum()), exact.numel()))
+    return rows
 
 
 def _current_rss_bytes() -> int:
@@ -166,6 +193,10 @@ def main() -> None:
         print(f"| {variant} | {seconds:.3f} | {seconds / train_time:.2f} | {peak / 2**20:.0f} |")
     naive = results["naive objective step"][0] / results["objective step"][0]
     print(f"\nobjective step is {naive:.2f}× faster than the naive scheme.")
+    print("\n| finite-difference radius r | relative error of the alpha-gradient | scales moving the other way |")
+    print("|---|---|---|")
+    for radius, relative, flipped, blocks in finite_difference_errors(args):
+        print(f"| {radius:g} | {relative:.1e} | {flipped} of {blocks} |")
 
 
 if __name__ == "__main__":

@@ -79,6 +79,8 @@ class GradInitArguments:
     gradinit_norm_max_scale: float | None = _given_as_argument("norm_max_scale")
     gradinit_scale_grad_clip: float | None = _given_as_argument("scale_grad_clip")
     gradinit_normalize_sgd_step: bool | None = _given_as_argument("normalize_sgd_step")
+    gradinit_constraint_hvp: Literal["autograd", "finite_difference"] | None = _given_as_argument("constraint_hvp")
+    gradinit_constraint_fd_radius: float | None = _given_as_argument("constraint_fd_radius")
     gradinit_batch_split: Literal["overlap", "disjoint", "same"] | None = _given_as_argument("batch_split")
     gradinit_exclude_parameters: list[str] | None = _given_as_argument("exclude_parameters")
     gradinit_seed: int | None = _given_as_argument("seed")
