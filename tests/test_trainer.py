@@ -10,6 +10,7 @@ import math
 import os
 import subprocess
 import sys
+import types
 import typing
 from pathlib import Path
 
@@ -561,25 +562,67 @@ def test_plain_training_arguments_are_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("overrides", "engine"), [({"fsdp": "full_shard"}, "FSDP"), ({"deepspeed": {"zero_optimization": {}}}, "DeepSpeed")]
+    ("overrides", "engine"),
+    [
+        ({"fsdp": "full_shard", "fsdp_config": {"version": 1}}, "FSDP version 1"),
+        ({"deepspeed": {"zero_optimization": {}}}, "DeepSpeed"),
+    ],
 )
-def test_sharded_training_arguments_are_refused(tmp_path: Path, overrides: dict, engine: str) -> None:
-    with pytest.raises(ValueError, match=f"not supported with {engine}.*init_with_gradinit.*unsharded"):
+def test_fsdp1_and_deepspeed_arguments_are_refused(tmp_path: Path, overrides: dict, engine: str) -> None:
+    with pytest.raises(ValueError, match=f"not supported with {engine}.*FSDP2.*is"):
         training_args(tmp_path, **overrides)
 
 
-def test_sharded_training_from_the_launcher_is_refused(tmp_path: Path) -> None:
+def test_fsdp2_arguments_are_accepted(tmp_path: Path) -> None:
+    assert training_args(tmp_path, fsdp="full_shard").gradinit  # FSDP2 is transformers' default version
+
+
+def test_fsdp1_from_the_launcher_is_refused(tmp_path: Path) -> None:
     """`accelerate launch` with an FSDP config enables it in the Accelerator, not in the arguments."""
 
-    class LaunchedWithFSDP(GradInitTrainer):
+    class LaunchedWithFSDP1(GradInitTrainer):
         def create_accelerator_and_postprocess(self) -> None:
             super().create_accelerator_and_postprocess()
             self.is_fsdp_enabled = True
+            self.accelerator.state.fsdp_plugin = types.SimpleNamespace(fsdp_version=1)
 
-    with pytest.raises(ValueError, match="not supported with FSDP"):
-        LaunchedWithFSDP(
+    with pytest.raises(ValueError, match="not supported with FSDP version 1"):
+        LaunchedWithFSDP1(
             model=tiny_gpt2(), args=training_args(tmp_path), train_dataset=lm_dataset(), data_collator=lm_collate
         )
+
+
+def test_under_fsdp2_gradinit_runs_on_the_shards_after_accelerate_made_them(tmp_path: Path, monkeypatch) -> None:
+    """The order of `_prepare_for_training` under FSDP2 (the sharding itself needs GPUs in accelerate: here a
+    stand-in shards with `fully_shard` in a one-process group)."""
+    from torch.distributed.fsdp import FSDPModule, fully_shard
+
+    order = []
+
+    def shard_like_accelerate(self, max_steps, train_dataloader, resume_from_checkpoint):
+        order.append("prepare")
+        fully_shard(self.model)
+        return self.model, train_dataloader
+
+    monkeypatch.setattr(Trainer, "_prepare_for_training", shard_like_accelerate)
+    run_gradinit = trainer_module.GradInitTrainerMixin.run_gradinit
+
+    def recording_run_gradinit(self, max_steps=None):
+        order.append(("gradinit", isinstance(self.model, FSDPModule)))
+        return run_gradinit(self, max_steps)
+
+    monkeypatch.setattr(trainer_module.GradInitTrainerMixin, "run_gradinit", recording_run_gradinit)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        trainer = GradInitTrainer(
+            model=tiny_gpt2(), args=training_args(tmp_path), train_dataset=lm_dataset(), data_collator=lm_collate
+        )
+        trainer.is_fsdp_enabled = True
+        trainer._prepare_for_training(4, trainer.get_train_dataloader(), None)
+    finally:
+        torch.distributed.destroy_process_group()
+    assert order == ["prepare", ("gradinit", True)]
+    assert trainer.gradinit_result.config.constraint_hvp == "finite_difference"  # FSDP2 has no double backward
 
 
 def test_without_matplotlib_the_plot_is_skipped_with_a_note(tmp_path: Path, monkeypatch, caplog) -> None:

@@ -9,6 +9,7 @@ dataloader, right before `train()` wraps the model and creates the optimizer; th
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -31,6 +32,7 @@ from ..core import init_with_gradinit
 from ..defaults import TrainingRun
 from ..plotting import plot_scales_if_possible
 from ..result import PLOT_FILE, SCALES_FILE, GradInitResult
+from ..sharded import is_fully_sharded
 from .arguments import GradInitArguments
 from .model_card import TrainingDetails, build_model_card
 
@@ -41,10 +43,11 @@ GRADINIT_TAG = "gradinit"
 
 def _sharded_training_error(engine: str) -> ValueError:
     return ValueError(
-        f"gradinit=True is not supported with {engine}: GradInit needs the whole, unsharded model. Run "
-        "`hf_gradinit.init_with_gradinit(model, batches, config)` on the unsharded model first, `save_pretrained` it, "
-        f"then train that checkpoint with {engine} and gradinit=False (its config.gradinit records the "
-        "initialisation, so it is never initialised again and the model card still describes it)."
+        f"gradinit=True is not supported with {engine}, whose flattened parameters GradInit cannot scale; FSDP2 "
+        "(fsdp_config={'version': 2}, the default) is. Or run `hf_gradinit.init_with_gradinit(model, batches, "
+        f"config)` on the unsharded model first, `save_pretrained` it, then train that checkpoint with {engine} and "
+        "gradinit=False (its config.gradinit records the initialisation, so it is never initialised again and the "
+        "model card still describes it)."
     )
 
 
@@ -53,11 +56,11 @@ class _TrainingArgumentsChecks:
 
     def __post_init__(self) -> None:
         # Before TrainingArguments' own checks, which fail on a missing DeepSpeed install with a less useful message.
-        if self.gradinit and self.fsdp:
-            raise _sharded_training_error("FSDP")
         if self.gradinit and self.deepspeed:
             raise _sharded_training_error("DeepSpeed")
         super().__post_init__()
+        if self.gradinit and self.fsdp and int((self.fsdp_config or {}).get("version", 2)) != 2:
+            raise _sharded_training_error("FSDP version 1")
         GradInitArguments.__post_init__(self)
 
 
@@ -133,8 +136,8 @@ class GradInitTrainerMixin:
                     "gradinit=True needs a train_dataset: GradInit learns the initial scales on training batches. "
                     "Pass train_dataset=..., or set gradinit=False."
                 )
-            if self.is_fsdp_enabled:
-                raise _sharded_training_error("FSDP")
+            if self.is_fsdp_enabled and self.accelerator.state.fsdp_plugin.fsdp_version != 2:
+                raise _sharded_training_error("FSDP version 1")
             if self.is_deepspeed_enabled:
                 raise _sharded_training_error("DeepSpeed")
 
@@ -143,14 +146,18 @@ class GradInitTrainerMixin:
         self._gradinit_hook_called = True
         if resume_from_checkpoint is not None:
             self._restore_gradinit_record(resume_from_checkpoint)
+            return super()._prepare_for_training(max_steps, train_dataloader, resume_from_checkpoint)
+        if self.args.gradinit and not (self.args.gradinit_force or GradInitResult.from_model(self.model) is None):
+            logger.info(
+                "model.config.gradinit shows the model is already GradInit-initialised: not running GradInit "
+                "again (set gradinit_force=True to run it anyway)."
+            )
+        elif self.args.gradinit and self.is_fsdp_enabled:  # FSDP2: on this rank's shards, once accelerate has made them
+            prepared = super()._prepare_for_training(max_steps, train_dataloader, resume_from_checkpoint)
+            self.run_gradinit(max_steps)
+            return prepared
         elif self.args.gradinit:
-            if self.args.gradinit_force or GradInitResult.from_model(self.model) is None:
-                self.run_gradinit(max_steps)
-            else:
-                logger.info(
-                    "model.config.gradinit shows the model is already GradInit-initialised: not running GradInit "
-                    "again (set gradinit_force=True to run it anyway)."
-                )
+            self.run_gradinit(max_steps)
         return super()._prepare_for_training(max_steps, train_dataloader, resume_from_checkpoint)
 
     def gradinit_training_run(self, max_steps: int | None = None) -> TrainingRun:
@@ -189,6 +196,11 @@ class GradInitTrainerMixin:
         its own batches and the alpha-gradients are averaged.
         """
         config = self.args.gradinit_config(self.gradinit_training_run(max_steps))
+        if is_fully_sharded(self.model) and self.args.gradinit_constraint_hvp is None:
+            logger.info(
+                "FSDP2 has no double backward: GradInit's constraint steps use constraint_hvp='finite_difference'."
+            )
+            config = dataclasses.replace(config, constraint_hvp="finite_difference")
         with self._gradinit_batches(config) as batches:
             progress_bar = False if self.args.disable_tqdm else None
             result = init_with_gradinit(
