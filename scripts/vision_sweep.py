@@ -20,6 +20,11 @@ resumes. `README.md` (tables of mean ± std per arm) and `sweep.png` are rewritt
     python scripts/vision_sweep.py --name fmnist --jobs 2 --threads 1               # the grid in the foreground
     python scripts/vision_sweep.py --name fmnist --jobs 2 --threads 1 --detach      # in the background (log file)
     python scripts/vision_sweep.py --name fmnist --report_only                      # table + plot of what is done
+
+The defaults are the grid sized for 2 CPU cores: VGG-11 (width 0.25), ResNet-20 (width 0.5) and VGG-11 with BN,
+25,600 training images, 3 epochs (600 steps; GradInit 300 iterations), lr 0.02 / 0.1 / 0.5, seeds 1-3: 54 runs.
+Its wall time is not measured; estimated from 60-step runs of each arm (two at a time, one thread each, on a
+2-core AMD EPYC shared with other work): about 1.5 h, less on an idle machine.
 """
 
 from __future__ import annotations
@@ -63,9 +68,10 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--inits", nargs="+", default=list(INITS), choices=INITS, help="Initialisations to compare.")
     parser.add_argument("--vgg_depth", type=int, default=11, help="Depth of the VGG arms (11, 13, 16, 19).")
     parser.add_argument("--resnet_depth", type=int, default=20, help="Depth of the ResNet arms (6n + 2).")
-    parser.add_argument("--width_multiplier", type=float, default=0.25, help="Channels times this, for every model.")
-    parser.add_argument("--train_size", type=int, default=12800, help="Training images (a fixed subset).")
-    parser.add_argument("--epochs", type=float, default=4, help="Epochs per run.")
+    parser.add_argument("--vgg_width", type=float, default=0.25, help="Width multiplier of the VGG arms.")
+    parser.add_argument("--resnet_width", type=float, default=0.5, help="Width multiplier of the ResNet arms.")
+    parser.add_argument("--train_size", type=int, default=25600, help="Training images (a fixed subset).")
+    parser.add_argument("--epochs", type=float, default=3, help="Epochs per run.")
     parser.add_argument("--max_steps", type=int, default=None, help="Steps per run instead of --epochs.")
     parser.add_argument("--batch_size", type=int, default=128, help="Training batch size (the paper's 128).")
     parser.add_argument("--lrs", type=float, nargs="+", default=[0.02, 0.1, 0.5], help="Learning rates (paper: 0.1).")
@@ -89,8 +95,8 @@ def run_id(model: str, init: str, lr: float, seed: int) -> str:
     return f"{model}_{init}_lr{lr:g}_seed{seed}"
 
 
-def depth_of(args: argparse.Namespace, model: str) -> int:
-    return args.vgg_depth if MODELS[model][0] == "vgg" else args.resnet_depth
+def depth_and_width(args: argparse.Namespace, model: str) -> tuple[int, float]:
+    return (args.vgg_depth, args.vgg_width) if MODELS[model][0] == "vgg" else (args.resnet_depth, args.resnet_width)
 
 
 def classifier_arguments(
@@ -98,9 +104,10 @@ def classifier_arguments(
 ) -> list[str]:
     """The train_classifier command line of one run."""
     family, batch_norm = MODELS[model]
+    depth, width = depth_and_width(args, model)
     command = [
-        "--source", args.source, "--model", family, "--depth", str(depth_of(args, model)),
-        "--batch_norm", str(batch_norm).lower(), "--width_multiplier", str(args.width_multiplier),
+        "--source", args.source, "--model", family, "--depth", str(depth),
+        "--batch_norm", str(batch_norm).lower(), "--width_multiplier", str(width),
         "--train_size", str(args.train_size), "--per_device_train_batch_size", str(args.batch_size),
         "--learning_rate", str(lr), "--seed", str(seed), "--output_dir", str(output_dir), "--disable_tqdm", "true",
     ]  # fmt: skip
@@ -145,7 +152,8 @@ def classify(run: dict[str, Any], args: argparse.Namespace) -> dict[str, bool]:
 
 def arm_label(model: str, args: argparse.Namespace) -> str:
     family, batch_norm = MODELS[model]
-    return f"{'VGG' if family == 'vgg' else 'ResNet'}-{depth_of(args, model)} {'with' if batch_norm else 'without'} BN"
+    depth, width = depth_and_width(args, model)
+    return f"{'VGG' if family == 'vgg' else 'ResNet'}-{depth} {'with' if batch_norm else 'without'} BN, width {width:g}"
 
 
 def definitions(args: argparse.Namespace) -> str:
@@ -201,11 +209,11 @@ def write_report(args: argparse.Namespace, results: Path, settings: dict[str, An
     body = f"""# Vision sweep `{args.name}`
 
 {len(runs)} of {planned} planned runs finished. Source `{args.source}`, {args.train_size} training images (a fixed
-subset), {length} per run, batch {args.batch_size}; models at width multiplier {args.width_multiplier:g}:
-{", ".join(arm_label(model, args) for model in args.models)}. Training: SGD momentum 0.9, weight decay 1e-4, cosine
+subset), {length} per run, batch {args.batch_size}; models (width: channel multiplier):
+{"; ".join(arm_label(model, args) for model in args.models)}. Training: SGD momentum 0.9, weight decay 1e-4, cosine
 decay, no warmup, gradient clipping 1 without BN (the paper's recipe). `gradinit`: He init, then GradInit as
-`train_classifier.py --gradinit` derives it from the run (CIFAR settings, eta = lr, the paper's tau per model)
-{f"plus `{args.gradinit_args}`" if args.gradinit_args else ""}. Test accuracy on the full test split.
+`train_classifier.py --gradinit` derives it from the run (CIFAR settings, eta = lr, the paper's tau per
+model){f", plus `{args.gradinit_args}`" if args.gradinit_args else ""}. Test accuracy on the full test split.
 
 {definitions(args)}
 
@@ -247,13 +255,16 @@ def plot(args: argparse.Namespace, runs: list[dict[str, Any]], path: Path) -> No
         ax.set(xscale="log", xlabel="learning rate", title=title or "test accuracy")
     axes[0][0].axhline(CHANCE_LOSS, color="black", linestyle=":", linewidth=0.8)
     axes[0][1].legend(fontsize=6)
+    lr_colors = {lr: plt.cm.viridis(0.85 * index / max(1, len(args.lrs) - 1)) for index, lr in enumerate(args.lrs)}
     for ax, model in zip(axes[0][2:], args.models):
         for run in (r for r in ran if r["model"] == model and r["epoch_losses"]):
             epochs, losses = zip(*run["epoch_losses"])
-            shade = args.lrs.index(run["lr"]) / max(1, len(args.lrs) - 1) if run["lr"] in args.lrs else 0.5
-            ax.plot(epochs, losses, styles[run["init"]][1], color=plt.cm.viridis(0.85 * shade), alpha=0.7, linewidth=1)
+            ax.plot(epochs, losses, styles[run["init"]][1], marker=".", color=lr_colors[run["lr"]], alpha=0.7)
+        for lr, color in lr_colors.items():
+            ax.plot([], [], color=color, label=f"lr {lr:g}")
+        ax.legend(fontsize=6)
         ax.axhline(CHANCE_LOSS, color="black", linestyle=":", linewidth=0.8)
-        ax.set(title=f"{arm_label(model, args)}: train loss", xlabel="epoch", ylabel="loss (dashed: kaiming)")
+        ax.set(title=f"{arm_label(model, args)}\ntrain loss per epoch", xlabel="epoch", ylabel="loss (dashed: kaiming)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

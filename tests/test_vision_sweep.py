@@ -16,7 +16,7 @@ spec.loader.exec_module(sweep)
 def tiny_grid(tmp_path: Path) -> list[str]:
     return [
         "--name", "tiny", "--results_dir", str(tmp_path / "results"), "--scratch", str(tmp_path / "scratch"),
-        "--source", "synthetic", "--models", "vgg", "--width_multiplier", "0.125", "--train_size", "64",
+        "--source", "synthetic", "--models", "vgg", "--vgg_width", "0.125", "--train_size", "64",
         "--batch_size", "16", "--max_steps", "4", "--lrs", "0.1", "--seeds", "1", "--jobs", "2", "--threads", "1",
         "--gradinit_args", "--gradinit_iterations 2",
     ]  # fmt: skip
@@ -37,7 +37,8 @@ def test_tiny_grid_runs_reports_and_resumes(tmp_path: Path, capsys) -> None:
     report = (results / "README.md").read_text()
     assert "2 of 2 planned runs finished" in report
     assert report.index("**diverged**") < report.index("| model | init | lr |")  # definitions before results
-    assert "| VGG-11 without BN | gradinit | 0.1 |" in report and "| VGG-11 without BN | kaiming | 0.1 |" in report
+    for init in ("kaiming", "gradinit"):
+        assert f"| VGG-11 without BN, width 0.125 | {init} | 0.1 |" in report
     settings = json.loads((results / "sweep.json").read_text())
     assert settings["machine"] in report and "transformers" in settings["machine"] and settings["elapsed_s"] > 0
     assert (results / "sweep.png").stat().st_size > 10_000
@@ -73,7 +74,7 @@ def test_diverged_failed_and_crashed_counts(tmp_path: Path) -> None:
     for run in runs:
         (results / "runs" / f"{run['run']}.json").write_text(json.dumps(run))
     table = sweep.write_report(args, results, {"machine": "m", "command": "c", "elapsed_s": 60})
-    assert "| VGG-11 without BN | kaiming | 0.5 | 1.50 ± 0.71 | 1.50 ± 1.42 | 35.00 ± 39.05 | – |" in table
+    assert "| VGG-11 without BN, width 0.25 | kaiming | 0.5 | 1.50 ± 0.71 | 1.50 ± 1.42 | 35.00 ± 39.05 | – |" in table
     assert table.endswith("| 2 | 2 | 1 | 4 |")
     assert [sweep.classify(run, args) for run in runs] == [
         {"crashed": False, "diverged": False, "failed": False},

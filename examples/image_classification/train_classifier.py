@@ -11,8 +11,9 @@ iterations) with the paper's tau for the model, unless `--gradinit_scale_lr` is 
         --batch_norm false --width_multiplier 0.25 --train_size 10000 --num_train_epochs 3 --gradinit
     python examples/image_classification/train_classifier.py --help   # every TrainingArguments / gradinit_* option
 
-Writes to `output_dir`: `gradinit_scales.json` / `.png` (with `--gradinit`), `final/` (model and config, loads with
-`AutoModelForImageClassification.from_pretrained` after `import hf_gradinit.vision`), a README.md model card, and
+Writes to `output_dir`: `gradinit_scales.json` / `.png` (with `--gradinit`), `final/` (model and config: load it with
+`hf_gradinit.vision.VGGForImageClassification.from_pretrained`, or `AutoModelForImageClassification` once
+`hf_gradinit.vision.modeling` is imported), a README.md model card, and
 `results.json`: test accuracy and loss, the training loss of the first epoch (the mean over its steps, as the
 Trainer logs it per epoch) and of the last, the settings GradInit used, the optimizer, and wall times.
 """
