@@ -262,13 +262,23 @@ def plot(args: argparse.Namespace, runs: list[dict[str, Any]], plateau: float, p
     plt.close(fig)
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what `platform` knows."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
 def machine_description() -> str:
-    """CPU cores, the GPU (if any) and Python: what the report's wall times were measured on."""
+    """CPU model and cores, the GPU (if any) and Python: what the report's wall times were measured on."""
     import torch
 
     gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
     return (
-        f"{platform.machine()}, {os.cpu_count()} CPU cores{gpu}, "
+        f"{platform.machine()} ({cpu_model()}), {os.cpu_count()} CPU cores{gpu}, "
         f"{platform.python_implementation()} {platform.python_version()}, torch {torch.__version__}"
     )
 

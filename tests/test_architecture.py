@@ -85,7 +85,7 @@ def test_importing_the_package_loads_nothing_heavy() -> None:
     assert {"torch", "accelerate"} <= core
 
 
-@pytest.mark.parametrize("package", ["hf_gradinit", "hf_gradinit.translation"])
+@pytest.mark.parametrize("package", ["hf_gradinit", "hf_gradinit.translation", "hf_gradinit.vision"])
 def test_public_names_resolve_and_match_what_type_checkers_see(package: str) -> None:
     module = importlib.import_module(package)
     for name in module.__all__:
