@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 from datasets import Dataset, DatasetDict
-from transformers import AutoTokenizer
+from tokenizers import Tokenizer, models
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from hf_gradinit.translation.data import (
     EOS_ID,
     PAD_ID,
+    TARGET_TOKENIZER_DIR,
     UNK_ID,
     CorpusUnavailableError,
     MaxTokensBatchSampler,
@@ -26,9 +28,11 @@ from hf_gradinit.translation.data import (
     load_translation_corpus,
     max_tokens_batches,
     parse_ding_line,
+    restrict_bpe_vocabulary,
     tokenize_translation,
     toy,
     train_joint_bpe,
+    train_separate_bpe,
     translation_collator,
 )
 from hf_gradinit.translation.data.ding import is_sentence, strip_annotations
@@ -347,6 +351,58 @@ def test_tokenize_translation_columns_and_truncation(toy_corpus, tokenizer):
     assert all(len(ids) <= 6 and ids[-1] == EOS_ID for ids in tokens["train"]["labels"])
     reverse = tokenize_translation(toy_corpus, tokenizer, src_lang="en", tgt_lang="de", max_length=64)
     assert reverse["test"][0]["input_ids"] == tokenizer(toy_corpus["test"][0]["translation"]["en"])["input_ids"]
+
+
+def test_separate_bpe_vocabularies_split_as_the_joint_codes(toy_corpus, tokenizer, tmp_path):
+    """fairseq's IWSLT'14 set-up: one BPE learnt on both sides, one vocabulary per side (the tokens it uses)."""
+    source, target = train_separate_bpe(toy_corpus, vocab_size=400, src_lang="de", tgt_lang="en")
+    assert len(source) != len(target) and max(len(source), len(target)) < len(tokenizer) == 400
+    for side, side_tokenizer in (("de", source), ("en", target)):
+        assert (side_tokenizer.pad_token_id, side_tokenizer.eos_token_id, side_tokenizer.unk_token_id) == (
+            PAD_ID, EOS_ID, UNK_ID,
+        )  # fmt: skip
+        for pair in toy_corpus["train"].select(range(200))["translation"]:
+            text = pair[side]
+            ids = side_tokenizer(text)["input_ids"]
+            # the joint codes' segmentation, in the side's own ids; decoding restores the text
+            assert side_tokenizer.convert_ids_to_tokens(ids) == tokenizer.convert_ids_to_tokens(
+                tokenizer(text)["input_ids"]
+            )
+            assert UNK_ID not in ids and side_tokenizer.decode(ids, skip_special_tokens=True) == text
+        side_tokenizer.save_pretrained(tmp_path / side)
+        assert load_tokenizer(tmp_path / side)(pair[side])["input_ids"] == side_tokenizer(pair[side])["input_ids"]
+    # A word only the other side uses is not in a side's vocabulary (a sub-word split or <unk> instead).
+    assert "▁weil" in source.get_vocab() and "▁weil" not in target.get_vocab()
+    assert "▁because" in target.get_vocab() and "▁because" not in source.get_vocab()
+    assert source("weil Ω")["input_ids"][-2:] == [UNK_ID, EOS_ID]  # a character no training text has
+
+
+def test_restrict_bpe_vocabulary_keeps_the_merges_its_tokens_need(tokenizer):
+    restricted = restrict_bpe_vocabulary(tokenizer, ["the flower"])
+    joint_tokens = tokenizer.convert_ids_to_tokens(tokenizer("the flower")["input_ids"])
+    assert joint_tokens == ["▁the", "▁f", "l", "ow", "er", "</s>"]
+    assert restricted.convert_ids_to_tokens(restricted("the flower")["input_ids"]) == joint_tokens
+    vocabulary = sorted(restricted.get_vocab(), key=restricted.get_vocab().get)
+    assert vocabulary[:3] == ["<pad>", "</s>", "<unk>"]
+    assert {"▁", "t", "h", "e", "f", "l", "o", "w", "r"} <= set(vocabulary)  # the pieces the tokens are merged from
+    assert len(vocabulary) < 25 and "▁do" not in vocabulary
+
+
+def test_restrict_bpe_vocabulary_and_load_tokenizer_errors(tmp_path):
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, "a": 3}
+    word_level = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token="<unk>")))
+    with pytest.raises(ValueError, match="needs a BPE tokenizer with <pad>, </s>, <unk> = 0, 1, 2"):
+        restrict_bpe_vocabulary(word_level, ["a"])
+    with pytest.raises(ValueError, match=f"No tokenizer could be loaded from .*{TARGET_TOKENIZER_DIR}"):
+        load_tokenizer(tmp_path, subfolder=TARGET_TOKENIZER_DIR)
+
+
+def test_tokenize_translation_with_a_target_tokenizer(toy_corpus):
+    source, target = train_separate_bpe(toy_corpus, vocab_size=400)
+    tokens = tokenize_translation(toy_corpus, source, target_tokenizer=target)
+    pair = toy_corpus["test"][0]["translation"]
+    assert tokens["test"][0]["input_ids"] == source(pair["de"])["input_ids"]
+    assert tokens["test"][0]["labels"] == target(pair["en"])["input_ids"] != source(pair["en"])["input_ids"]
 
 
 # --------------------------------------------------------------------------------------------------- batching

@@ -9,7 +9,16 @@ import torch
 from torch import nn
 from transformers import AutoModelForSeq2SeqLM, MarianConfig, MarianMTModel
 
-from hf_gradinit.translation import POST_LN_PRESETS, fairseq_init_, freeze_sinusoidal_positions_, post_ln_config
+from hf_gradinit.translation import (
+    POST_LN_PRESETS,
+    TRANSLATION_INITS,
+    apply_translation_init_,
+    deepnet_init_,
+    fairseq_init_,
+    freeze_sinusoidal_positions_,
+    post_ln_config,
+    tfixup_init_,
+)
 
 
 def trainable_count(model: nn.Module) -> int:
@@ -320,3 +329,95 @@ def test_without_fairseq_init_the_hugging_face_default_remains() -> None:
     weight = model.model.encoder.layers[0].fc1.weight.detach()
     assert weight.std().item() == pytest.approx(model.config.init_std, rel=0.05)
     assert model.model.shared.weight.detach().std().item() == pytest.approx(model.config.init_std, rel=0.05)
+
+
+# ---------------------------------------------------------------- T-Fixup and DeepNet variants
+
+
+def _twins(init, **config: object) -> tuple[MarianMTModel, MarianMTModel]:
+    """A model initialised with `init` and its fairseq-initialised twin: same config, same seed."""
+    models = []
+    for initialise in (init, fairseq_init_):
+        torch.manual_seed(0)
+        models.append(initialise(MarianMTModel(post_ln_config("tiny", **config))))
+    return models[0], models[1]
+
+
+def _scaled_names(side: str, layers: int) -> list[str]:
+    attentions = ("self_attn", "encoder_attn") if side == "decoder" else ("self_attn",)
+    return [
+        f"model.{side}.layers.{i}.{name}.weight"
+        for i in range(layers)
+        for name in [*(f"{a}.{proj}" for a in attentions for proj in ("v_proj", "out_proj")), "fc1", "fc2"]
+    ]
+
+
+def _expect_scaled(model: nn.Module, twin: nn.Module, factors: dict[str, float]) -> None:
+    """Each tensor in `factors` is exactly the twin's times its factor; every other tensor and buffer is the twin's."""
+    params, twin_params = dict(model.named_parameters()), dict(twin.named_parameters())
+    assert params.keys() == twin_params.keys() and set(factors) <= params.keys()
+    for name, tensor in params.items():
+        expected = twin_params[name].detach() * factors.get(name, 1.0)
+        assert torch.equal(tensor.detach(), expected), name
+        if name in factors:  # the std moves by the same factor
+            assert tensor.std().item() == pytest.approx(twin_params[name].std().item() * factors[name], rel=1e-5)
+    for (name, buffer), (_, twin_buffer) in zip(model.named_buffers(), twin.named_buffers()):
+        assert torch.equal(buffer, twin_buffer), name
+
+
+@pytest.mark.parametrize("layers", [(2, 2), (2, 3)])
+def test_tfixup_init_scales_fairseqs_init_exactly(layers: tuple[int, int]) -> None:
+    n, m = layers
+    model, twin = _twins(tfixup_init_, vocab_size=64, encoder_layers=n, decoder_layers=m)
+    encoder, decoder, embedding = 0.67 * n**-0.25, (9 * m) ** -0.25, (9 * max(n, m)) ** -0.25
+    if layers == (2, 2):  # the tiny preset: 0.67 * 2^-1/4, 18^-1/4 = 0.5634, 0.4855
+        assert (round(encoder, 4), round(decoder, 4)) == (0.5634, 0.4855) and embedding == decoder
+    factors = {
+        **dict.fromkeys(_scaled_names("encoder", n), encoder),
+        **dict.fromkeys(_scaled_names("decoder", m), decoder),
+        "model.shared.weight": embedding,  # one tensor for both sides and the output: the deeper side's factor
+    }
+    _expect_scaled(model, twin, factors)
+    assert model.lm_head.weight is model.model.shared.weight
+
+
+def test_tfixup_init_with_separate_vocabularies_scales_each_side() -> None:
+    model, twin = _twins(tfixup_init_, vocab_size=64, decoder_vocab_size=48, encoder_layers=3, decoder_layers=2)
+    factors = {
+        **dict.fromkeys(_scaled_names("encoder", 3), 0.67 * 3**-0.25),
+        **dict.fromkeys(_scaled_names("decoder", 2), 18**-0.25),
+        "model.encoder.embed_tokens.weight": 27**-0.25,
+        "model.decoder.embed_tokens.weight": 18**-0.25,
+    }
+    _expect_scaled(model, twin, factors)
+    assert model.lm_head.weight is model.model.decoder.embed_tokens.weight  # still tied
+
+
+@pytest.mark.parametrize("layers", [(2, 2), (3, 2)])
+def test_deepnet_init_scales_fairseqs_init_exactly(layers: tuple[int, int]) -> None:
+    n, m = layers
+    model, twin = _twins(deepnet_init_, vocab_size=64, encoder_layers=n, decoder_layers=m)
+    encoder, decoder = 0.87 * (n**4 * m) ** (-1 / 16), (12 * m) ** -0.25
+    if layers == (2, 2):  # the tiny preset: 0.87 * 32^-1/16, 24^-1/4 = 0.7006, 0.4518
+        assert (round(encoder, 4), round(decoder, 4)) == (0.7006, 0.4518)
+    factors = {
+        **dict.fromkeys(_scaled_names("encoder", n), encoder),
+        **dict.fromkeys(_scaled_names("decoder", m), decoder),
+    }
+    _expect_scaled(model, twin, factors)  # embeddings, q/k, biases, LayerNorms, positions: fairseq's
+
+
+def test_translation_inits_dispatch_and_reject_unknown_names() -> None:
+    assert TRANSLATION_INITS == ("fairseq", "hf", "tfixup", "deepnet")
+    torch.manual_seed(0)
+    model = MarianMTModel(post_ln_config("tiny", vocab_size=64))
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    assert apply_translation_init_(model, "hf") is model
+    assert all(torch.equal(p, before[name]) for name, p in model.named_parameters())  # 'hf': left as built
+    model_t, twin = _twins(lambda m: apply_translation_init_(m, "tfixup"), vocab_size=64)
+    torch.manual_seed(0)
+    _expect_scaled(model_t, tfixup_init_(MarianMTModel(post_ln_config("tiny", vocab_size=64))), {})
+    with pytest.raises(ValueError, match="init must be one of fairseq, hf, tfixup, deepnet, got 'fixup'"):
+        apply_translation_init_(model, "fixup")
+    with pytest.raises(ValueError, match="tfixup_init_ needs an encoder-decoder .* Use fairseq_init_"):
+        tfixup_init_(nn.Sequential(nn.Linear(4, 4)))

@@ -6,6 +6,8 @@ import importlib.util
 import json
 import math
 import os
+import shlex
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -13,32 +15,47 @@ import pytest
 import torch
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "stability_sweep.py"
+RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 spec = importlib.util.spec_from_file_location("stability_sweep", SCRIPT)
 sweep = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(sweep)
 
 
-def tiny_grid(tmp_path: Path) -> list[str]:
+def tiny_grid(tmp_path: Path, *extra: str) -> list[str]:
     return [
         "--name", "tiny", "--results_dir", str(tmp_path / "results"), "--scratch", str(tmp_path / "scratch"),
         "--corpus", "toy", "--toy_size", "300", "--preset", "tiny", "--bpe_vocab_size", "200", "--steps", "3",
-        "--lrs", "1e-3", "--seeds", "1", "--arms", "fairseq", "fairseq+gradinit", "--max_tokens", "256",
+        "--lrs", "1e-3", "--seeds", "1", "--arms", "fairseq", "hf+gradinit", "--max_tokens", "256",
         "--max_eval_sentences", "4", "--gradinit_args", "--gradinit_iterations 2 --gradinit_grad_norm_bound inf",
-        "--extra_args", "--num_beams 1 --eval_batch_sentences 4",
+        "--extra_args", "--num_beams 1 --eval_batch_sentences 4", *extra,
     ]  # fmt: skip
+
+
+ADAMW = "adamw-b0.9-0.98"
 
 
 def test_tiny_grid_runs_reports_and_resumes(tmp_path, capsys):
     sweep.main(tiny_grid(tmp_path))
     results = tmp_path / "results" / "tiny"
     summaries = {p.stem: json.loads(p.read_text()) for p in (results / "runs").glob("*.json")}
-    assert set(summaries) == {"fairseq_lr0.001_seed1", "fairseq-gradinit_lr0.001_seed1"}
+    assert set(summaries) == {f"fairseq_lr0.001_seed1_{ADAMW}", f"hf-gradinit_lr0.001_seed1_{ADAMW}"}
     for summary in summaries.values():
         assert [step for step, _ in summary["train_curve"]] == [3] and summary["valid_loss"] > 0
-        assert not summary["diverged"] and "--warmup_steps 0" in summary["command"]
-    assert "--gradinit" in summaries["fairseq-gradinit_lr0.001_seed1"]["command"]
+        assert summary["final_train_loss"] == summary["train_curve"][-1][1]
+        assert summary["valid_loss_dropout"] > 0 and summary["valid_chrf"] >= 0 and summary["test_chrf"] >= 0
+        assert summary["throughput_wps"] > 0 and summary["stalled"] in (True, False) and not summary["diverged"]
+        assert (summary["setting"], summary["optimizer"], summary["adam_betas"]) == (ADAMW, "adamw", [0.9, 0.98])
+        assert "--warmup_steps 0" in summary["command"] and "--optimizer adamw" in summary["command"]
+        assert "--adam_betas 0.9 0.98" in summary["command"]
+    gradinit = summaries[f"hf-gradinit_lr0.001_seed1_{ADAMW}"]
+    assert "--gradinit" in gradinit["command"] and "--init hf" in gradinit["command"]
+    assert 0 < gradinit["gradinit_wall_time_s"] < gradinit["wall_time_s"]
+    assert gradinit["gradinit_share"] == pytest.approx(
+        gradinit["gradinit_wall_time_s"] / gradinit["wall_time_s"], rel=0.01
+    )
+    assert summaries[f"fairseq_lr0.001_seed1_{ADAMW}"]["gradinit_wall_time_s"] is None
     report = (results / "README.md").read_text()
-    assert "2 of 2 planned runs finished" in report and "| fairseq+gradinit | 0.001 |" in report
+    assert f"2 of 2 planned `{ADAMW}` runs finished" in report and f"| hf+gradinit | {ADAMW} | 0.001 |" in report
     assert (results / "sweep.png").stat().st_size > 10_000
     assert not any((tmp_path / "scratch" / "tiny").iterdir())  # run directories are removed once summarised
     settings = json.loads((results / "sweep.json").read_text())
@@ -49,28 +66,97 @@ def test_tiny_grid_runs_reports_and_resumes(tmp_path, capsys):
 
     # Rerunning resumes: nothing is redone, and a missing summary is the only run done again.
     before = {p.name: p.read_text() for p in (results / "runs").glob("*.json")}
-    (results / "runs" / "fairseq_lr0.001_seed1.json").unlink()
+    (results / "runs" / f"fairseq_lr0.001_seed1_{ADAMW}.json").unlink()
     capsys.readouterr()
     sweep.main(tiny_grid(tmp_path))
     assert "1 runs to do" in capsys.readouterr().out
     after = {p.name: p.read_text() for p in (results / "runs").glob("*.json")}
-    assert after["fairseq-gradinit_lr0.001_seed1.json"] == before["fairseq-gradinit_lr0.001_seed1.json"]
+    assert after[f"hf-gradinit_lr0.001_seed1_{ADAMW}.json"] == before[f"hf-gradinit_lr0.001_seed1_{ADAMW}.json"]
     assert set(after) == set(before)
+
+    # Another optimizer setting is another run, side by side in the same sweep, with its own rows.
+    sweep.main(tiny_grid(tmp_path, "--optimizer", "sgd", "--momentum", "0.9", "--arms", "fairseq"))
+    sgd = json.loads((results / "runs" / "fairseq_lr0.001_seed1_sgd-m0.9.json").read_text())
+    assert "--optimizer sgd" in sgd["command"] and "--momentum 0.9" in sgd["command"] and sgd["adam_betas"] is None
+    report = (results / "README.md").read_text()
+    assert "| fairseq | sgd-m0.9 | 0.001 |" in report and f"| fairseq | {ADAMW} | 0.001 |" in report
+    assert len(list((results / "runs").glob("*.json"))) == 3
+
+
+def test_each_arm_gets_its_init_warmup_gradinit_and_the_optimizer(tmp_path):
+    args = sweep.parse_arguments(["--name", "t", "--optimizer", "adam", "--adam_betas", "0.9", "0.999"])
+    assert sweep.optimizer_setting(args) == "adam-b0.9-0.999" and list(args.arms) == list(sweep.ARMS)
+    expected = {  # arm: (init, warmup, gradinit)
+        "hf": ("hf", "0", False), "hf+gradinit": ("hf", "0", True), "fairseq": ("fairseq", "0", False),
+        "fairseq+warmup": ("fairseq", "150", False), "fairseq+gradinit": ("fairseq", "0", True),
+        "tfixup": ("tfixup", "0", False), "deepnet": ("deepnet", "0", False),
+    }  # fmt: skip
+    for arm, (init, warmup, gradinit) in expected.items():
+        command = sweep.train_mt_arguments(args, arm, 1e-3, 1, tmp_path)
+        option = dict(zip(command[::2], command[1::2]))
+        assert (option["--init"], option["--warmup_steps"], "--gradinit" in command) == (init, warmup, gradinit), arm
+        assert option["--optimizer"] == "adam" and command[command.index("--adam_betas") + 1 :][:2] == ["0.9", "0.999"]
+    sgd = sweep.parse_arguments(["--name", "t", "--optimizer", "sgd", "--momentum", "0.9"])
+    assert sweep.optimizer_setting(sgd) == "sgd-m0.9"
+    command = sweep.train_mt_arguments(sgd, "fairseq", 0.1, 1, tmp_path)
+    assert "--momentum" in command and "--adam_betas" not in command
+    with pytest.raises(SystemExit):
+        sweep.parse_arguments(["--name", "t", "--momentum", "0.9"])  # momentum without SGD
+
+
+def _write_run(results: Path, name: str, **fields: object) -> None:
+    run = {"run": name, "arm": "fairseq", "lr": 1e-3, "seed": 1, "train_curve": [[10, 6.0]], "valid_loss": 5.5,
+           "valid_bleu": 1.0, "valid_chrf": 2.0, "test_bleu": 1.0, "diverged": False, "wall_time_s": 1.0}  # fmt: skip
+    run.update(fields)
+    (results / "runs").mkdir(parents=True, exist_ok=True)
+    (results / "runs" / f"{name}.json").write_text(json.dumps(run))
 
 
 def test_stalled_and_diverged_counts(tmp_path):
     args = sweep.parse_arguments(["--name", "t", "--lrs", "1e-3", "--arms", "fairseq", "--seeds", "1", "2", "3"])
     results = tmp_path / "t"
-    (results / "runs").mkdir(parents=True)
     for seed, valid_loss, diverged in ((1, 5.95, False), (2, 5.5, False), (3, None, True)):
         bleu = None if diverged else 1.0
-        run = {"run": f"r{seed}", "arm": "fairseq", "lr": 1e-3, "seed": seed, "train_curve": [[10, 6.0]],
-               "valid_loss": valid_loss, "valid_bleu": bleu, "test_bleu": bleu, "diverged": diverged,
-               "wall_time_s": 1.0}  # fmt: skip
-        (results / "runs" / f"r{seed}.json").write_text(json.dumps(run))
+        _write_run(results, f"r{seed}", seed=seed, valid_loss=valid_loss, valid_bleu=bleu, valid_chrf=bleu,
+                   test_bleu=bleu, diverged=diverged, setting=ADAMW, gradinit_wall_time_s=2.0 * seed,
+                   gradinit_share=0.1 * seed, valid_loss_dropout=6.0, throughput_wps=1000.0)  # fmt: skip
     table = sweep.write_report(args, results, {"unigram_plateau": 6.0, "machine": "m", "command": "c"})
-    # plateau 6.0, margin 0.1: 5.95 is stalled, 5.5 is not, the diverged run is counted apart
-    assert "| fairseq | 0.001 | 6.00 ± 0.00 | 5.72 ± 0.32 | 1.00 ± 0.00 | 1.00 ± 0.00 | 1 | 1 | 3 |" in table
+    # plateau 6.0, margin 0.1: 5.95 is stalled, 5.5 is not, the diverged run is counted apart; GradInit's time and
+    # share are over all runs, the losses and throughput over the trained ones
+    assert (
+        f"| fairseq | {ADAMW} | 0.001 | 6.00 ± 0.00 | 5.72 ± 0.32 | 6.00 ± 0.00 | 1.00 ± 0.00 | 1.00 ± 0.00 | "
+        "1.00 ± 0.00 | 1 | 1 | 4 ± 2 s (20 ± 10 %) | 1000 ± 0 | 3 |" in table
+    )
+
+
+def test_summaries_from_before_the_optimizer_options_are_read_and_count_as_done(tmp_path, capsys):
+    """Old summaries (no setting in the name or the file; none of the new measurements) are AdamW (0.9, 0.98) runs."""
+    results = tmp_path / "results" / "old"
+    _write_run(results, "fairseq_lr0.001_seed1")
+    argv = ["--name", "old", "--results_dir", str(tmp_path / "results"), "--lrs", "1e-3", "--seeds", "1",
+            "--arms", "fairseq"]  # fmt: skip
+    (results / "sweep.json").write_text(json.dumps({"unigram_plateau": 6.0, "machine": "m", "command": "c"}))
+    assert sweep.is_done(results, "fairseq", 1e-3, 1, ADAMW) and not sweep.is_done(
+        results, "fairseq", 1e-3, 1, "sgd-m0"
+    )
+    sweep.main(argv)  # nothing to run: the old summary is this run
+    assert "0 runs to do" in capsys.readouterr().out
+    table = (results / "README.md").read_text()
+    assert f"| fairseq | {ADAMW} | 0.001 | 6.00 | 5.50 | – | 1.00 | 2.00 | 1.00 | 0 | 0 | – | – | 1 |" in table
+
+
+@pytest.mark.parametrize("name", ["ding-small-1200", "ding-iwslt14-600-h200"])
+def test_committed_results_still_report(tmp_path, name):
+    """`--report_only` on sweeps committed before this version: the same runs, now with their optimizer setting."""
+    results = tmp_path / name
+    shutil.copytree(RESULTS / name, results)
+    command = shlex.split(json.loads((results / "sweep.json").read_text())["command"])[2:]
+    sweep.main([*command, "--results_dir", str(tmp_path), "--report_only"])
+    runs = [json.loads(path.read_text()) for path in (results / "runs").glob("*.json")]
+    rows = [
+        line for line in (results / "README.md").read_text().splitlines() if line.startswith("| ") and ADAMW in line
+    ]
+    assert runs and len(rows) == len({(run["arm"], run["lr"]) for run in runs})  # one row per arm and lr, as before
 
 
 def test_smoothed_unigram_entropy():

@@ -3,7 +3,9 @@ library pieces it is built from (hf_gradinit.translation)."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import logging
 import os
 import shutil
 import socket
@@ -13,13 +15,21 @@ from pathlib import Path
 
 import pytest
 import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from safetensors.torch import load_file
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
+import hf_gradinit.translation.evaluation as evaluation_module
+import hf_gradinit.translation.training as training_module
 from hf_gradinit import GradInitResult
 from hf_gradinit.translation import (
+    TARGET_TOKENIZER_DIR,
     average_checkpoints,
     build_translation_model,
+    evaluate_translation,
+    load_translation_corpus,
+    tokenize_translation,
     train_joint_bpe,
 )
 
@@ -35,6 +45,8 @@ TINY = [
     "--max_eval_sentences", "8", "--num_beams", "2", "--eval_batch_sentences", "8",
 ]  # fmt: skip
 GRADINIT = ["--gradinit", "--gradinit_iterations", "3", "--gradinit_grad_norm_bound", "inf"]
+# fairseq's IWSLT'14 layout, two batches per update, validation (and best/) after every update.
+SEPARATE = ["--shared_vocab", "false", "--gradient_accumulation_steps", "2", "--eval_every", "1", "--save_every", "1"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
@@ -62,12 +74,27 @@ def train_losses(records: list[dict]) -> dict[int, float]:
     return {r["step"]: r["train_loss"] for r in records if "train_loss" in r}
 
 
+def trainer_state(out: Path, step: int) -> dict:
+    return json.loads((out / "checkpoints" / f"step_{step:08d}" / "trainer_state.json").read_text())
+
+
+ACCUMULATE = ["--gradient_accumulation_steps", "2"]
+
+
 @pytest.fixture(scope="module")
 def two_process_run(tmp_path_factory) -> Path:
-    """4 steps with GradInit on 2 processes, checkpoints at steps 2 and 4."""
+    """4 updates of 2 batches each with GradInit on 2 processes, checkpoints at steps 2 and 4."""
     out = tmp_path_factory.mktemp("ddp") / "run"
-    completed = run_script(*TINY, *GRADINIT, "--max_steps", "4", "--output_dir", str(out), processes=2)
+    completed = run_script(*TINY, *GRADINIT, *ACCUMULATE, "--max_steps", "4", "--output_dir", str(out), processes=2)
     assert completed.returncode == 0, completed.stderr[-4000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def separate_run(tmp_path_factory) -> Path:
+    """GradInit, separate vocabularies, 2 batches per update, 3 updates, validation and a checkpoint after each."""
+    out = tmp_path_factory.mktemp("separate") / "run"
+    train_mt.main([*TINY, *GRADINIT, *SEPARATE, "--max_steps", "3", "--output_dir", str(out)])
     return out
 
 
@@ -86,7 +113,8 @@ def test_two_process_run_trains_evaluates_and_saves_a_loadable_model(two_process
     valid = next(r for r in records if "valid_bleu" in r)
     test = next(r for r in records if "test_bleu" in r)
     assert valid["step"] == test["step"] == 4 and valid["valid_bleu_sentences"] == 8 and 0 <= valid["valid_bleu"]
-    assert test["ranks_identical"] is True  # both DDP replicas ended with the same weights
+    assert test["ranks_identical"] is True  # both DDP replicas ended with the same weights (accumulating, no_sync)
+    assert trainer_state(out, 4)["batch_in_epoch"] == 8  # each rank: 2 batches per update
     assert {p.name for p in (out / "checkpoints" / "step_00000004").iterdir()} >= {
         "model.safetensors", "optimizer.bin", "random_states_0.pkl", "random_states_1.pkl", "trainer_state.json",
     }  # fmt: skip
@@ -106,7 +134,8 @@ def test_resume_continues_from_the_saved_step_without_rerunning_gradinit(two_pro
     resumed = tmp_path / "resumed"
     shutil.copytree(two_process_run, resumed)
     scales_before = (resumed / "gradinit_scales.json").read_text()
-    completed = run_script(*TINY, *GRADINIT, "--max_steps", "6", "--output_dir", str(resumed), "--resume", processes=2)
+    arguments = [*TINY, *GRADINIT, *ACCUMULATE, "--max_steps", "6"]
+    completed = run_script(*arguments, "--output_dir", str(resumed), "--resume", processes=2)
     assert completed.returncode == 0, completed.stderr[-4000:]
     assert "GradInit: not run again" in completed.stderr and "GradInit done" not in completed.stderr
 
@@ -121,7 +150,7 @@ def test_resume_continues_from_the_saved_step_without_rerunning_gradinit(two_pro
 
     # Model, optimizer, schedule and data position all came back: steps 5-6 match an uninterrupted 6-step run.
     straight = tmp_path / "straight"
-    completed = run_script(*TINY, *GRADINIT, "--max_steps", "6", "--output_dir", str(straight), processes=2)
+    completed = run_script(*arguments, "--output_dir", str(straight), processes=2)
     assert completed.returncode == 0, completed.stderr[-4000:]
     expected, got = train_losses(metrics(straight)), train_losses(records[resume_at:])
     for step in (5, 6):
@@ -159,8 +188,13 @@ def test_help_lists_the_arguments() -> None:
     completed = run_script("--help")
     assert completed.returncode == 0, completed.stderr
     for argument in ("--config", "--preset", "--init", "--source", "--max_tokens", "--gradinit",
-                     "--gradinit_iterations", "--gradinit_target_lr", "--max_eval_sentences", "--resume"):  # fmt: skip
+                     "--gradinit_iterations", "--gradinit_target_lr", "--max_eval_sentences", "--resume",
+                     "--shared_vocab", "--gradient_accumulation_steps", "--eval_every"):  # fmt: skip
         assert argument in completed.stdout, argument
+    help_text = " ".join(completed.stdout.split())
+    assert "{fairseq,hf,tfixup,deepnet}" in help_text and "variants on this Post-LN model" in help_text
+    assert "fairseq sums the token losses of the whole update" in help_text  # how accumulation normalises
+    assert "not comparable with the GradInit paper's ~35-36 (tokenised BLEU" in help_text
 
 
 def test_invalid_argument_value_exits_with_a_clear_message(tmp_path) -> None:
@@ -178,6 +212,8 @@ def test_invalid_argument_value_exits_with_a_clear_message(tmp_path) -> None:
         (["--output_dir", "x", "--average_last", "3", "--keep_checkpoints", "2"], "--keep_checkpoints >= 3"),
         (["--output_dir", "x", "--toy_size", "2"], "toy_size must be at least 3"),
         (["--output_dir", "x", "--gradinit", "--gradinit_iterations", "0"], "iterations must be a positive integer"),
+        (["--output_dir", "x", "--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps must be at least"),
+        (["--output_dir", "x", "--eval_every", "-1"], "--eval_every must be >= 0"),
     ],
 )
 def test_bad_arguments_are_rejected_before_anything_runs(argv: list[str], message: str) -> None:
@@ -297,3 +333,206 @@ def test_gradinit_follows_the_runs_optimizer(tmp_path: Path, run: list[str], exp
 def test_optimizer_arguments_are_checked(tmp_path: Path, arguments: list[str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         train_mt.main([*TINY, "--output_dir", str(tmp_path / "run"), *arguments])
+
+
+def test_unknown_init_is_refused_from_yaml_or_python_too() -> None:
+    with pytest.raises(ValueError, match="--init must be one of fairseq, hf, tfixup, deepnet, got 'fixup'"):
+        train_mt.ModelArguments(init="fixup")
+
+
+# ---------------------------------------------------------------- separate vocabularies, best model
+
+
+def test_separate_vocabularies_train_evaluate_and_save_both_tokenizers(separate_run: Path) -> None:
+    out = separate_run
+    start = metrics(out)[0]
+    model = AutoModelForSeq2SeqLM.from_pretrained(out / "final").eval()
+    source = AutoTokenizer.from_pretrained(out / "final")
+    target = AutoTokenizer.from_pretrained(out / "final", subfolder=TARGET_TOKENIZER_DIR)
+    assert (start["vocab_size"], start["target_vocab_size"]) == (len(source), len(target)) and len(source) != len(
+        target
+    )
+    assert (model.config.vocab_size, model.config.decoder_vocab_size) == (len(source), len(target))
+    encoder, decoder = model.get_encoder().embed_tokens.weight, model.get_decoder().embed_tokens.weight
+    assert encoder.shape[0] == len(source) and decoder.shape[0] == len(target)
+    assert model.lm_head.weight is decoder and encoder is not decoder  # decoder in/out tied, encoder separate
+    for directory in ("tokenizer", "best"):  # the same pair everywhere a tokenizer is saved
+        assert len(AutoTokenizer.from_pretrained(out / directory, subfolder=TARGET_TOKENIZER_DIR)) == len(target)
+    assert (
+        f'AutoTokenizer.from_pretrained("run", subfolder="{TARGET_TOKENIZER_DIR}")'
+        in (out / "final" / "README.md").read_text()
+    )
+    assert model.config.gradinit is not None  # GradInit ran on the untied encoder and decoder embeddings
+
+    corpus, _ = load_translation_corpus("toy", toy_size=400)
+    pair = corpus["train"][0]["translation"]
+    for side, tokenizer in (("de", source), ("en", target)):
+        ids = tokenizer(pair[side])["input_ids"]
+        assert tokenizer.decode(ids, skip_special_tokens=True) == pair[side]
+    generated = model.generate(**source([pair["de"]], return_tensors="pt"), max_new_tokens=8, num_beams=1)
+    assert int(generated.max()) < len(target)  # translations are target ids, decoded with the target tokenizer
+    assert isinstance(target.decode(generated[0], skip_special_tokens=True), str)
+
+    records = metrics(out)
+    valid = [r for r in records if "valid_bleu" in r]
+    assert [r["step"] for r in valid] == [1, 2, 3] and all(r["valid_bleu"] >= 0 for r in valid)
+    final = valid[-1]
+    assert final["valid_loss_dropout"] > 0 and "valid_loss_dropout" not in valid[0]  # at the final validation only
+    assert trainer_state(out, 3)["batch_in_epoch"] == 6  # 2 batches per update
+
+
+def test_best_validation_bleu_model_is_kept_and_tested(tmp_path: Path, monkeypatch) -> None:
+    """Validation BLEU 1, 3, 3 (scripted): best/ holds the step-2 model (a tie keeps the earlier one), and the end
+    reports the test scores of the final model and of that one."""
+    scripted = iter([1.0, 3.0, 3.0])
+    real = train_mt.evaluate_translation
+
+    def evaluate(*args, **kwargs) -> dict:
+        scores = real(*args, **kwargs)
+        return {**scores, "bleu": next(scripted, scores["bleu"])}  # the three validations, then the real test BLEU
+
+    monkeypatch.setattr(train_mt, "evaluate_translation", evaluate)
+    out = tmp_path / "run"
+    summary = train_mt.main(
+        [*TINY, "--eval_every", "1", "--save_every", "1", "--max_steps", "3", "--output_dir", str(out)]
+    )
+    records = metrics(out)
+    assert [r["best_step"] for r in records if r.get("event") == "best"] == [1, 2]
+    assert json.loads((out / "best" / "best_validation.json").read_text())["step"] == 2 == summary["best_step"]
+    best_weights = load_file(str(out / "best" / "model.safetensors"))
+    checkpoint = load_file(str(out / "checkpoints" / "step_00000002" / "model.safetensors"))
+    assert best_weights.keys() & checkpoint.keys()
+    assert all(torch.equal(best_weights[name], checkpoint[name]) for name in best_weights.keys() & checkpoint.keys())
+    assert AutoTokenizer.from_pretrained(out / "best")("Der Hund .")["input_ids"]
+
+    final_test = next(r for r in records if "test_loss" in r)
+    best_test = records[-1]
+    assert best_test["best_step"] == 2 and best_test["best_test_loss"] != final_test["test_loss"]
+    model = AutoModelForSeq2SeqLM.from_pretrained(out / "best")
+    corpus, _ = load_translation_corpus("toy", toy_size=400)
+    tokenizer = AutoTokenizer.from_pretrained(out / "tokenizer")
+    tokens = tokenize_translation(corpus, tokenizer)["test"]
+    expected = real(model, tokens, [p["en"] for p in corpus["test"]["translation"]], tokenizer, label_smoothing=0.1,
+                    bleu_sentences=8, num_beams=2, batch_sentences=8)  # fmt: skip
+    assert best_test["best_test_loss"] == pytest.approx(expected["loss"], rel=1e-6)
+    assert best_test["best_test_bleu"] == pytest.approx(expected["bleu"])
+
+
+def test_resume_with_separate_vocabularies_and_accumulation_repeats_the_run(separate_run: Path, tmp_path) -> None:
+    """Interrupted after update 2 (checkpoint 3 lost): the resumed run repeats update 3 and the final model exactly."""
+    resumed = tmp_path / "resumed"
+    shutil.copytree(separate_run, resumed)
+    shutil.rmtree(resumed / "checkpoints" / "step_00000003")
+    train_mt.main([*TINY, *GRADINIT, *SEPARATE, "--max_steps", "3", "--output_dir", str(resumed), "--resume"])
+    records = metrics(resumed)
+    resume_at = next(i for i, r in enumerate(records) if r.get("event") == "resume")
+    assert records[resume_at]["step"] == 2
+    assert train_losses(records[resume_at:]) == {3: train_losses(metrics(separate_run))[3]}
+    expected, got = (load_file(str(run / "final" / "model.safetensors")) for run in (separate_run, resumed))
+    assert all(torch.equal(got[name], expected[name]) for name in expected)
+    summary = records[-1]
+    assert summary["best_step"] == metrics(separate_run)[-1]["best_step"]
+
+
+def test_loading_a_model_with_the_other_vocabulary_layout_is_refused(separate_run: Path, tmp_path) -> None:
+    argv = [*TINY, "--max_steps", "1", "--output_dir", str(tmp_path / "run")]
+    with pytest.raises(ValueError, match="has separate vocabularies: pass --shared_vocab false"):
+        train_mt.main([*argv, "--model_name_or_path", str(separate_run / "final")])
+
+
+# ---------------------------------------------------------------- accumulation, logging, mixed precision
+
+
+def test_gradient_accumulation_takes_one_update_per_n_batches(tmp_path: Path, caplog) -> None:
+    linear = ["--lr_scheduler", "linear"]
+    with caplog.at_level(logging.INFO, logger="train_mt"):
+        train_mt.main([*TINY, *linear, *ACCUMULATE, "--max_steps", "3", "--output_dir", str(tmp_path / "n2")])
+    train_mt.main([*TINY, *linear, "--max_steps", "6", "--output_dir", str(tmp_path / "n1")])
+    doubled = ["--max_tokens", "512", "--clip_norm", "1e-4"]
+    train_mt.main([*TINY, *linear, *doubled, "--max_steps", "3", "--output_dir", str(tmp_path / "doubled")])
+    logged = {run: [r for r in metrics(tmp_path / run) if "train_loss" in r] for run in ("n2", "n1", "doubled")}
+
+    # Three updates from six batches, the schedule stepped once per update: as the run with doubled batches.
+    assert [r["step"] for r in logged["n2"]] == [r["step"] for r in logged["doubled"]] == [1, 2, 3]
+    assert (
+        [r["lr"] for r in logged["n2"]]
+        == [r["lr"] for r in logged["doubled"]]
+        == pytest.approx([2e-3 * 2 / 3, 2e-3 / 3, 0])
+    )
+    assert trainer_state(tmp_path / "n2", 2)["batch_in_epoch"] == 4
+    assert trainer_state(tmp_path / "doubled", 2)["batch_in_epoch"] == 2
+    # An update's target tokens (wpb) are those of its two batches: batches 2k-1 and 2k of the same order.
+    single = [r["wpb"] for r in logged["n1"]]
+    assert [r["wpb"] for r in logged["n2"]] == [single[0] + single[1], single[2] + single[3], single[4] + single[5]]
+    for record in logged["n2"] + logged["doubled"]:
+        assert record["wps"] > 0 and record["gnorm"] > 0
+    assert all(r["gnorm"] > 1e-4 for r in logged["doubled"])  # measured before clipping to 1e-4
+    assert "| gnorm " in caplog.text and "| wps " in caplog.text and "| wpb " in caplog.text
+
+
+def test_an_update_skipped_by_the_loss_scaler_does_not_count(tmp_path: Path, monkeypatch) -> None:
+    """fp16's GradScaler skips an update whose gradients overflow: the schedule waits, --max_steps counts updates."""
+    skips = itertools.chain([True], itertools.repeat(False))
+    monkeypatch.setattr(Accelerator, "optimizer_step_was_skipped", property(lambda self: next(skips)))
+    out = tmp_path / "run"
+    summary = train_mt.main([*TINY, "--lr_scheduler", "linear", "--max_steps", "3", "--output_dir", str(out)])
+    records = metrics(out)
+    assert [r for r in records if r.get("event") == "skipped_update"] == [
+        {"event": "skipped_update", "step": 0, "skipped_updates": 1}
+    ]
+    assert [r["lr"] for r in records if "train_loss" in r] == pytest.approx([2e-3 * 2 / 3, 2e-3 / 3, 0])
+    assert trainer_state(out, 2)["batch_in_epoch"] == 3 and summary["skipped_updates"] == 1
+
+
+@pytest.fixture
+def fresh_accelerator_state():
+    """An in-process run with another mixed precision needs a new accelerate state (a process-wide singleton)."""
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+@pytest.mark.parametrize(("precision", "multiple"), [("no", None), ("bf16", 8)])
+def test_batches_are_padded_to_a_multiple_of_8_under_mixed_precision(
+    tmp_path: Path, monkeypatch, fresh_accelerator_state, precision: str, multiple: int | None
+) -> None:
+    seen: list[tuple[int | None, tuple[int, ...]]] = []
+
+    def recording(original):
+        def collator(tokenizer, pad_to_multiple_of=None):
+            collate = original(tokenizer, pad_to_multiple_of)
+
+            def padded(features):
+                batch = collate(features)
+                seen.append((pad_to_multiple_of, tuple(batch["input_ids"].shape)))
+                return batch
+
+            return padded
+
+        return collator
+
+    for module in (training_module, evaluation_module):  # training, GradInit and evaluation batches
+        monkeypatch.setattr(module, "translation_collator", recording(module.translation_collator))
+    argv = [*TINY, *GRADINIT, "--max_steps", "1", "--mixed_precision", precision, "--output_dir", str(tmp_path / "r")]
+    train_mt.main(argv)
+    assert seen and {requested for requested, _ in seen} == {multiple}
+    if multiple:
+        assert all(shape[1] % multiple == 0 for _, shape in seen)
+
+
+def test_evaluation_loss_with_dropout_is_seeded_and_leaves_the_rng_alone() -> None:
+    corpus, _ = load_translation_corpus("toy", toy_size=60)
+    tokenizer = train_joint_bpe(corpus, vocab_size=120)
+    tokens = tokenize_translation(corpus, tokenizer)["validation"]
+    references = [pair["en"] for pair in corpus["validation"]["translation"]]
+    model = build_translation_model("tiny", tokenizer, dropout=0.3).train()
+
+    def scores(**kwargs) -> dict:
+        return evaluate_translation(model, tokens, references, tokenizer, num_beams=1, bleu_sentences=2, **kwargs)
+
+    state = torch.get_rng_state()
+    first, again = scores(dropout_loss=True), scores(dropout_loss=True)
+    assert torch.equal(torch.get_rng_state(), state) and model.training  # caller's RNG and mode untouched
+    assert first["loss_dropout"] == again["loss_dropout"] != first["loss"]  # seeded; dropout changes the loss
+    assert scores(dropout_loss=True, dropout_seed=1)["loss_dropout"] != first["loss_dropout"]
+    assert "loss_dropout" not in scores() and scores()["loss"] == first["loss"]

@@ -29,8 +29,8 @@ from ..translation import (
     POST_LN_PRESETS,
     TRANSLATION_INITS,
     TranslationDataArguments,
+    apply_translation_init_,
     build_translation_model,
-    fairseq_init_,
     gradinit_batches,
     load_tokenizer,
     load_translation_data,
@@ -78,11 +78,12 @@ class InitCheckpointArguments:
             "pipeline in `init`; presets are always seq2seq."
         },
     )
-    init: Literal["fairseq", "hf"] | None = field(
+    init: Literal["fairseq", "hf", "tfixup", "deepnet"] | None = field(
         default=None,
         metadata={
-            "help": "Initialisation before GradInit: 'fairseq' (Xavier, embeddings N(0, d^-1/2)) or 'hf' "
-            "(N(0, 0.02)). Default: 'fairseq' for presets (as train_mt.py), 'hf' for configs."
+            "help": "Initialisation before GradInit: 'fairseq' (Xavier, embeddings N(0, d^-1/2)), 'hf' "
+            "(N(0, 0.02)), or fairseq's with T-Fixup's ('tfixup') or DeepNet's ('deepnet') depth-scaled factors "
+            "(variants on Post-LN: LayerNorm kept). Default: 'fairseq' for presets (as train_mt.py), 'hf' for configs."
         },
     )
     tokenizer: str | None = field(
@@ -236,8 +237,7 @@ def init_checkpoint(
         built = f"preset `{args.model}`"
     else:
         model = _seq2seq_from_config(model_config, tokenizer, vocab_from_tokenizer=not args.tokenizer)
-        if init == "fairseq":
-            fairseq_init_(model)
+        apply_translation_init_(model, init)
         built = f"config {args.model}"
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     logger.info("Model: %s, %s init, %.2fM trainable parameters", built, init, trainable / 1e6)

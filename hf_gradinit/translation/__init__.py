@@ -9,8 +9,18 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_exports
 
 _EXPORTS = {
-    **dict.fromkeys(("POST_LN_PRESETS", "post_ln_config", "fairseq_init_", "freeze_sinusoidal_positions_"), ".presets"),
-    **dict.fromkeys(("TRANSLATION_INITS", "build_translation_model"), ".modeling"),
+    **dict.fromkeys(
+        (
+            "POST_LN_PRESETS",
+            "post_ln_config",
+            "fairseq_init_",
+            "tfixup_init_",
+            "deepnet_init_",
+            "freeze_sinusoidal_positions_",
+        ),
+        ".presets",
+    ),
+    **dict.fromkeys(("TRANSLATION_INITS", "apply_translation_init_", "build_translation_model"), ".modeling"),
     **dict.fromkeys(("TranslationDataArguments", "load_translation_data"), ".arguments"),
     **dict.fromkeys(
         ("TrainingDivergedError", "translation_loss", "build_optimizer", "max_tokens_loader", "gradinit_batches"),
@@ -21,14 +31,17 @@ _EXPORTS = {
         (
             "BUILTIN_SOURCES",
             "DING_PATH",
+            "TARGET_TOKENIZER_DIR",
             "CorpusUnavailableError",
             "MaxTokensBatchSampler",
             "example_lengths",
             "generate_toy_pairs",
             "load_tokenizer",
             "load_translation_corpus",
+            "restrict_bpe_vocabulary",
             "tokenize_translation",
             "train_joint_bpe",
+            "train_separate_bpe",
             "translation_collator",
         ),
         ".data",
@@ -43,19 +56,29 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; tests/test_architecture.py
     from .data import (
         BUILTIN_SOURCES,
         DING_PATH,
+        TARGET_TOKENIZER_DIR,
         CorpusUnavailableError,
         MaxTokensBatchSampler,
         example_lengths,
         generate_toy_pairs,
         load_tokenizer,
         load_translation_corpus,
+        restrict_bpe_vocabulary,
         tokenize_translation,
         train_joint_bpe,
+        train_separate_bpe,
         translation_collator,
     )
     from .evaluation import average_checkpoints, evaluate_translation, plot_training_curves
-    from .modeling import TRANSLATION_INITS, build_translation_model
-    from .presets import POST_LN_PRESETS, fairseq_init_, freeze_sinusoidal_positions_, post_ln_config
+    from .modeling import TRANSLATION_INITS, apply_translation_init_, build_translation_model
+    from .presets import (
+        POST_LN_PRESETS,
+        deepnet_init_,
+        fairseq_init_,
+        freeze_sinusoidal_positions_,
+        post_ln_config,
+        tfixup_init_,
+    )
     from .training import (
         TrainingDivergedError,
         build_optimizer,

@@ -36,9 +36,22 @@ def evaluate_translation(
     max_len_b: int = 10,
     batch_sentences: int = 64,
     pad_to_multiple_of: int | None = None,
+    target_tokenizer: PreTrainedTokenizerBase | None = None,
+    dropout_loss: bool = False,
+    dropout_seed: int = 0,
 ) -> dict[str, float]:
     """Loss on every pair of `tokens`, and BLEU/chrF (sacrebleu) of beam-search translations of its first
     `bleu_sentences` pairs (all by default) against `references` (the untokenised targets, in the same order).
+
+    BLEU is sacreBLEU's on detokenised text (its own 13a tokenisation), the score to report. It is not comparable
+    with the ~35-36 of the GradInit paper and fairseq's IWSLT'14 recipes, which is tokenised BLEU (fairseq's
+    `--scoring bleu` on Moses-tokenised, BPE-removed text). Translations are decoded with `target_tokenizer` when the
+    vocabularies are separate, else with `tokenizer` (which always encodes the sources).
+
+    `loss` (and `nll_loss`) are measured in eval mode. With `dropout_loss=True` the result also holds
+    `loss_dropout`: the same loss in train mode, dropout on, as the training loss is measured, under a fixed seed
+    (`dropout_seed`, in a forked RNG: the caller's random state is untouched). Both tell apart a model that is bad
+    from one whose outputs only degrade when dropout is switched off.
 
     In a multi-process run (accelerate / torchrun) each process scores a strided share and the results are summed
     (`accelerate.utils.reduce`) and gathered (`gather_object`), so every process returns the same numbers.
@@ -50,24 +63,35 @@ def evaluate_translation(
     device = next(model.parameters()).device
     collate = translation_collator(tokenizer, pad_to_multiple_of)
     was_training = model.training
-    model.eval()
-
     source_ids, target_ids = tokens["input_ids"], tokens["labels"]
-    totals = torch.zeros(3, dtype=torch.float64, device=device)  # smoothed loss sum, nll sum, target tokens
-    mine = list(range(rank, len(tokens), world))
-    for start in range(0, len(mine), batch_sentences):
-        features = [
-            {"input_ids": source_ids[i], "labels": target_ids[i]} for i in mine[start : start + batch_sentences]
-        ]
-        batch = send_to_device(collate(features), device)
-        logits = model(**batch).logits.float().flatten(0, 1)
-        labels = batch["labels"].flatten()
-        totals[0] += F.cross_entropy(
-            logits, labels, ignore_index=-100, label_smoothing=label_smoothing, reduction="sum"
-        )
-        totals[1] += F.cross_entropy(logits, labels, ignore_index=-100, reduction="sum")
-        totals[2] += (labels != -100).sum()
-    totals = reduce(totals, reduction="sum")
+
+    def loss_totals() -> list[float]:  # summed over all ranks: smoothed loss sum, nll sum, target tokens
+        totals = torch.zeros(3, dtype=torch.float64, device=device)
+        mine = list(range(rank, len(tokens), world))
+        for start in range(0, len(mine), batch_sentences):
+            features = [
+                {"input_ids": source_ids[i], "labels": target_ids[i]} for i in mine[start : start + batch_sentences]
+            ]
+            batch = send_to_device(collate(features), device)
+            logits = model(**batch).logits.float().flatten(0, 1)
+            labels = batch["labels"].flatten()
+            totals[0] += F.cross_entropy(
+                logits, labels, ignore_index=-100, label_smoothing=label_smoothing, reduction="sum"
+            )
+            totals[1] += F.cross_entropy(logits, labels, ignore_index=-100, reduction="sum")
+            totals[2] += (labels != -100).sum()
+        return reduce(totals, reduction="sum").tolist()
+
+    scores: dict[str, float] = {}
+    if dropout_loss:
+        model.train()
+        devices = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(dropout_seed)
+            loss_sum, _, target_tokens = loss_totals()
+        scores["loss_dropout"] = loss_sum / max(target_tokens, 1)
+    model.eval()
+    loss_sum, nll_sum, target_tokens = loss_totals()
 
     scored = len(tokens) if bleu_sentences is None else min(bleu_sentences, len(tokens))
     mine = sorted(
@@ -86,7 +110,7 @@ def evaluate_translation(
             max_new_tokens=int(max_len_a * longest + max_len_b),
             do_sample=False,
         )
-        hypotheses += zip(indices, tokenizer.batch_decode(generated, skip_special_tokens=True))
+        hypotheses += zip(indices, (target_tokenizer or tokenizer).batch_decode(generated, skip_special_tokens=True))
     if world > 1:
         hypotheses = gather_object(hypotheses)
     hypotheses.sort()
@@ -94,10 +118,10 @@ def evaluate_translation(
 
     texts = [text.strip() for _, text in hypotheses]
     refs = [list(references[:scored])]
-    loss_sum, nll_sum, target_tokens = totals.tolist()
     return {
         "loss": loss_sum / max(target_tokens, 1),
         "nll_loss": nll_sum / max(target_tokens, 1),
+        **scores,
         "bleu": sacrebleu.corpus_bleu(texts, refs).score if texts else 0.0,
         "chrf": sacrebleu.corpus_chrf(texts, refs).score if texts else 0.0,
         "bleu_sentences": scored,

@@ -21,7 +21,14 @@ from transformers.activations import ACT2FN
 
 from ..blocks import is_norm_layer
 
-__all__ = ["POST_LN_PRESETS", "fairseq_init_", "freeze_sinusoidal_positions_", "post_ln_config"]
+__all__ = [
+    "POST_LN_PRESETS",
+    "deepnet_init_",
+    "fairseq_init_",
+    "freeze_sinusoidal_positions_",
+    "post_ln_config",
+    "tfixup_init_",
+]
 
 
 def _preset(
@@ -226,6 +233,78 @@ def fairseq_init_(model: nn.Module) -> nn.Module:
         with torch.no_grad():
             final_logits_bias.zero_()
     return model
+
+
+def tfixup_init_(model: nn.Module) -> nn.Module:
+    """fairseq's init (`fairseq_init_`), then T-Fixup's depth-dependent scales (Huang et al., 2020); returns the model.
+
+    Why: a comparator that, like GradInit, changes only the initial weights. It is a *variant* on this Post-LN
+    architecture: published T-Fixup also removes every LayerNorm (and the warmup), here LayerNorm stays.
+
+    What, with N encoder and M decoder layers, each a multiplier on the Xavier-initialised weight: encoder `fc1`,
+    `fc2`, self-attention `v_proj` and `out_proj` by 0.67 N^(-1/4); decoder `fc1`, `fc2`, self- and cross-attention
+    `v_proj` and `out_proj` by (9M)^(-1/4); token embeddings (N(0, d^-1/2)) by (9N)^(-1/4) in the encoder and
+    (9M)^(-1/4) in the decoder (and so the output projection tied to it). T-Fixup's `v_proj` scale assumes a Xavier
+    gain of 1; fairseq draws `v_proj` with gain 2^(-1/2) and T-Fixup's code multiplies by sqrt(2) to undo it, but
+    `fairseq_init_` already uses gain 1, so `v_proj` gets the same factor as `out_proj`. One embedding shared by
+    encoder and decoder gets the smaller of the two factors, (9 max(N, M))^(-1/4): the bound of the deeper stack then
+    holds for both (the factors are equal when N = M, as in every preset). Biases (zero), q/k projections, LayerNorms
+    and positions keep fairseq's init.
+    """
+    fairseq_init_(model)
+    encoder, decoder = _layer_stacks(model, "tfixup_init_")
+    n, m = len(encoder), len(decoder)
+    _scale_residual_branches(encoder, 0.67 * n**-0.25)
+    _scale_residual_branches(decoder, (9 * m) ** -0.25)
+    source, target = model.get_encoder().embed_tokens.weight, model.get_decoder().embed_tokens.weight
+    with torch.no_grad():
+        if source is target:
+            source.mul_((9 * max(n, m)) ** -0.25)
+        else:
+            source.mul_((9 * n) ** -0.25)
+            target.mul_((9 * m) ** -0.25)
+    return model
+
+
+def deepnet_init_(model: nn.Module) -> nn.Module:
+    """fairseq's init (`fairseq_init_`), then DeepNet's Xavier gain beta (Wang et al., 2022); returns the model.
+
+    Why: the init-only half of DeepNorm, as a comparator for GradInit. It is a *variant* on this Post-LN
+    architecture: DeepNorm also multiplies every residual shortcut by alpha (an architecture change), here the
+    residual is left as it is.
+
+    What, with N encoder and M decoder layers: `fc1`, `fc2`, and `v_proj` and `out_proj` of every attention (decoder
+    cross-attention included) are multiplied by beta, i.e. Xavier-initialised with gain beta: encoder
+    beta = 0.87 (N^4 M)^(-1/16), decoder beta = (12M)^(-1/4). Everything else keeps fairseq's init.
+    """
+    fairseq_init_(model)
+    encoder, decoder = _layer_stacks(model, "deepnet_init_")
+    n, m = len(encoder), len(decoder)
+    _scale_residual_branches(encoder, 0.87 * (n**4 * m) ** (-1 / 16))
+    _scale_residual_branches(decoder, (12 * m) ** -0.25)
+    return model
+
+
+def _layer_stacks(model: nn.Module, name: str) -> tuple[list[nn.Module], list[nn.Module]]:
+    """The encoder and decoder layers of a BART-family encoder-decoder (Marian, BART, mBART, ...)."""
+    try:
+        return list(model.get_encoder().layers), list(model.get_decoder().layers)
+    except AttributeError as error:
+        raise ValueError(
+            f"{name} needs an encoder-decoder with get_encoder().layers and get_decoder().layers (Marian, BART); "
+            f"{type(model).__name__} has none. Use fairseq_init_ for other models."
+        ) from error
+
+
+def _scale_residual_branches(layers: list[nn.Module], factor: float) -> None:
+    """Multiply the weights on each layer's residual branches by `factor`: `v_proj` and `out_proj` of every attention,
+    `fc1`, `fc2` (neither method scales q/k)."""
+    for layer in layers:
+        attentions = [layer.self_attn] + ([layer.encoder_attn] if hasattr(layer, "encoder_attn") else [])
+        weights = [a.v_proj.weight for a in attentions] + [a.out_proj.weight for a in attentions]
+        with torch.no_grad():
+            for weight in [*weights, layer.fc1.weight, layer.fc2.weight]:
+                weight.mul_(factor)
 
 
 def freeze_sinusoidal_positions_(model: nn.Module) -> int:

@@ -103,11 +103,13 @@ def gradinit_batches(
     seed: int = 0,
     num_replicas: int = 1,
     rank: int = 0,
+    pad_to_multiple_of: int | None = None,
 ) -> DataLoader:
     """GradInit's batches: this rank's training batches of the first epoch (cycled by GradInit when too few).
 
-    Same token budget as training by default, so the first step GradInit optimises for is the one training takes;
-    every rank draws its own share, and GradInit averages across ranks.
+    Same token budget (and padding) as training by default, so the first step GradInit optimises for is the one
+    training takes; every rank draws its own share, and GradInit averages across ranks. One batch per GradInit
+    iteration, also when training accumulates several per update.
     """
     return max_tokens_loader(
         train_tokens,
@@ -117,4 +119,5 @@ def gradinit_batches(
         seed=seed,
         num_replicas=num_replicas,
         rank=rank,
+        pad_to_multiple_of=pad_to_multiple_of,
     )

@@ -1,4 +1,5 @@
-"""Translation data for GradInit experiments: corpora, a joint BPE tokenizer, ``--max-tokens`` batching.
+"""Translation data for GradInit experiments: corpora, joint BPE tokenizers (one shared vocabulary, or one per
+language over joint codes), ``--max-tokens`` batching.
 
 Typical use::
 
@@ -18,11 +19,14 @@ from .tokenizer import (
     EOS_TOKEN,
     PAD_ID,
     PAD_TOKEN,
+    TARGET_TOKENIZER_DIR,
     UNK_ID,
     UNK_TOKEN,
     load_tokenizer,
+    restrict_bpe_vocabulary,
     tokenize_translation,
     train_joint_bpe,
+    train_separate_bpe,
     translation_texts,
 )
 from .toy import generate_toy_pairs
@@ -35,6 +39,7 @@ __all__ = [
     "PAD_ID",
     "PAD_TOKEN",
     "SPLITS",
+    "TARGET_TOKENIZER_DIR",
     "UNK_ID",
     "UNK_TOKEN",
     "CorpusUnavailableError",
@@ -46,8 +51,10 @@ __all__ = [
     "load_translation_corpus",
     "max_tokens_batches",
     "parse_ding_line",
+    "restrict_bpe_vocabulary",
     "tokenize_translation",
     "train_joint_bpe",
+    "train_separate_bpe",
     "translation_collator",
     "translation_texts",
 ]
