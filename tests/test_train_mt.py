@@ -536,3 +536,28 @@ def test_evaluation_loss_with_dropout_is_seeded_and_leaves_the_rng_alone() -> No
     assert first["loss_dropout"] == again["loss_dropout"] != first["loss"]  # seeded; dropout changes the loss
     assert scores(dropout_loss=True, dropout_seed=1)["loss_dropout"] != first["loss_dropout"]
     assert "loss_dropout" not in scores() and scores()["loss"] == first["loss"]
+
+
+def test_fsdp2_launch_shards_runs_gradinit_on_the_shards_and_resumes_exactly(tmp_path: Path) -> None:
+    """`--fsdp2` on 2 CPU processes: GradInit on each rank's shards (finite-difference constraint steps), training,
+    distributed checkpoints that resume to the same losses and weights, and a final model that loads unsharded."""
+    common = [*TINY, "--fsdp2", "--gradinit", "--gradinit_iterations", "3", "--gradinit_grad_norm_bound", "1"]
+    full, part = tmp_path / "full", tmp_path / "part"
+    for args in (
+        ["--max_steps", "4", "--output_dir", str(full)],
+        ["--max_steps", "2", "--output_dir", str(part)],
+        ["--max_steps", "4", "--output_dir", str(part), "--resume"],
+    ):
+        completed = run_script(*common, *args, processes=2)
+        assert completed.returncode == 0, completed.stderr[-4000:]
+    result = GradInitResult.load(full / "gradinit_scales.json")
+    assert result.world_size == 2 and result.config.constraint_hvp == "finite_difference"
+    assert result.constraint_steps == 3
+    assert metrics(full)[0]["world_size"] == 2
+    assert (part / "checkpoints" / "step_00000002" / "sharded").is_dir()
+    full_losses, resumed_losses = train_losses(metrics(full)), train_losses(metrics(part))
+    assert resumed_losses[3] == full_losses[3] and resumed_losses[4] == full_losses[4]
+    models = [AutoModelForSeq2SeqLM.from_pretrained(run / "final") for run in (full, part)]
+    assert models[0].config.gradinit is not None
+    for (name, a), b in zip(models[0].state_dict().items(), models[1].state_dict().values()):
+        assert torch.equal(a, b), name

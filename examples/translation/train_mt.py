@@ -41,6 +41,7 @@ import datasets
 import torch
 import yaml
 from accelerate import Accelerator
+from accelerate.optimizer import AcceleratedOptimizer
 from accelerate.utils import send_to_device, set_seed
 from tqdm.auto import tqdm
 from transformers import AutoModelForSeq2SeqLM, HfArgumentParser, get_scheduler
@@ -67,11 +68,15 @@ from hf_gradinit.translation import (
     build_translation_model,
     evaluate_translation,
     freeze_sinusoidal_positions_,
+    full_state_dict,
     gradinit_batches,
+    load_sharded_state,
     load_tokenizer,
     load_translation_data,
     max_tokens_loader,
     plot_training_curves,
+    save_sharded_state,
+    shard_translation_model,
     tokenize_translation,
     train_joint_bpe,
     train_separate_bpe,
@@ -202,6 +207,15 @@ class TrainArguments:
         default=1000, metadata={"help": "Save a checkpoint every this many steps (and always at the end)."}
     )
     keep_checkpoints: int = field(default=5, metadata={"help": "Keep this many most recent checkpoints."})
+    fsdp2: bool = field(
+        default=False,
+        metadata={
+            "help": "Shard the model with FSDP2 (torch's fully_shard; CPUs with gloo too): every encoder/decoder "
+            "layer its own unit, embeddings and output in the root. GradInit then runs on the shards (constraint "
+            "steps by finite differences), checkpoints are distributed checkpoints, and every process evaluates "
+            "every sentence (in lockstep)."
+        },
+    )
     average_last: int = field(
         default=0, metadata={"help": "Final model = mean of the last N checkpoints (0 or 1: the last model)."}
     )
@@ -258,6 +272,8 @@ class TrainArguments:
             raise ValueError(f"--eval_every must be >= 0 (0: only at the end), got {self.eval_every}.")
         if self.hub_private and not self.push_to_hub:
             raise ValueError("--hub_private only applies with --push_to_hub REPO_ID.")
+        if self.fsdp2 and self.average_last > 1:
+            raise ValueError("--average_last averages unsharded checkpoints: not with --fsdp2.")
         if self.average_last > self.keep_checkpoints:
             raise ValueError(
                 f"--average_last {self.average_last} needs --keep_checkpoints >= {self.average_last} "
@@ -393,6 +409,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         init_used = f"{model_args.init} init, preset {model_args.preset}"
     model.to(accelerator.device)
     parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if args.fsdp2:
+        shard_translation_model(model)
+        logger.info("FSDP2: every layer sharded over %d processes", world)
     logger.info("Model: %s, %.2fM trainable parameters", init_used, parameters / 1e6)
 
     # -------------------------------------------------------------------------------------------- optimizer
@@ -410,7 +429,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         logger.info("GradInit: skipped, the model is already GradInit-initialised (--gradinit_force to rerun).")
     elif gradinit_args.gradinit:
         # What GradInit optimises follows this run: the optimizer just built, its lr and decay, the run's length.
-        gradinit_config = gradinit_args.gradinit_config(TrainingRun.from_optimizer(optimizer, args.max_steps))
+        gradinit_config = gradinit_args.gradinit_config(
+            TrainingRun.from_optimizer(optimizer, args.max_steps), fully_sharded=args.fsdp2
+        )
         batches = gradinit_batches(  # one batch per iteration, also with gradient accumulation
             tokens["train"],
             tokenizer,
@@ -432,7 +453,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     # -------------------------------------------------------------------------------------------- schedule
     scheduler = get_scheduler(args.lr_scheduler, optimizer, args.warmup_steps, args.max_steps)
-    model, optimizer = accelerator.prepare(model, optimizer)  # the loaders are sharded by us, not by accelerate
+    if args.fsdp2:  # FSDP2 already shards and synchronises: no DDP wrapper, and the state is saved by each rank
+        optimizer = AcceleratedOptimizer(optimizer, device_placement=False)  # steps once per accumulated update
+    else:
+        model, optimizer = accelerator.prepare(model, optimizer)  # the loaders are sharded by us, not by accelerate
     # Not prepared: accelerate's scheduler wrapper steps once per process per update; ours steps once per update, in
     # the loop below, and is saved with the state.
     accelerator.register_for_checkpointing(scheduler)
@@ -443,6 +467,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     step, epoch, batch_in_epoch, skipped_updates = 0, 0, 0, 0
     if args.resume:
         accelerator.load_state(saved[-1])
+        if args.fsdp2:
+            load_sharded_state(model, optimizer.optimizer, saved[-1])
         position = json.loads((saved[-1] / "trainer_state.json").read_text())
         step, epoch, batch_in_epoch = position["step"], position["epoch"], position["batch_in_epoch"]
         skipped_updates = position.get("skipped_updates", 0)
@@ -459,6 +485,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     def save_checkpoint() -> Path:
         directory = checkpoints_dir / f"step_{step:08d}"
         accelerator.save_state(directory)
+        if args.fsdp2:
+            save_sharded_state(model, optimizer.optimizer, directory)
         if is_main:
             position = {
                 "step": step,
@@ -487,6 +515,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 pad_to_multiple_of=pad_multiple,
                 dropout_loss=dropout_loss,
                 dropout_seed=args.seed,
+                split_across_processes=not args.fsdp2,
             )
 
     def log_validation(dropout_loss: bool = False) -> dict[str, float]:
@@ -498,16 +527,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )  # fmt: skip
         return scores
 
+    def unsharded_model() -> Any:
+        """The model to save: itself, or under FSDP2 an unsharded copy on the main process (None elsewhere; every
+        process must call this, as it all-gathers)."""
+        if not args.fsdp2:
+            return accelerator.unwrap_model(model)
+        state = full_state_dict(model)
+        if not is_main:
+            return None
+        plain = AutoModelForSeq2SeqLM.from_config(model.config)
+        plain.load_state_dict(state)
+        freeze_sinusoidal_positions_(plain)
+        return plain
+
     def keep_if_best(scores: dict[str, float]) -> None:
         """With --eval_every: the model of the best validation BLEU so far goes to best/ (written aside, then moved)."""
         nonlocal best
         if not args.eval_every or (best is not None and scores["bleu"] <= best["valid_bleu"]):
             return
         best = {"step": step, "valid_bleu": scores["bleu"], "valid_chrf": scores["chrf"], "valid_loss": scores["loss"]}
+        best_model = unsharded_model()
         if is_main:
             staging = out / ".best.incomplete"
             shutil.rmtree(staging, ignore_errors=True)
-            best_model = accelerator.unwrap_model(model)
             best_model.generation_config.num_beams = args.num_beams
             best_model.save_pretrained(staging)
             save_tokenizers(staging, tokenizer, target_tokenizer)
@@ -602,13 +644,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     progress.close()
 
     # -------------------------------------------------------------------------------------------- final model
-    final_model = accelerator.unwrap_model(model)
+    final_model = unsharded_model()
     if args.average_last > 1:
         averaged = sorted(checkpoints_dir.glob("step_*"))[-args.average_last :]
         average_checkpoints(final_model, averaged)
         logger.info("Final model: the mean of %s", ", ".join(path.name for path in averaged))
-    fingerprints = accelerator.gather(torch.stack([p.detach().double().sum() for p in final_model.parameters()])[None])
-    ranks_identical = bool((fingerprints == fingerprints[0]).all())  # DDP kept the replicas in sync
+    ranks_identical = None  # FSDP2: each process holds its own shards, there are no replicas to compare
+    if not args.fsdp2:
+        fingerprints = accelerator.gather(
+            torch.stack([p.detach().double().sum() for p in final_model.parameters()])[None]
+        )
+        ranks_identical = bool((fingerprints == fingerprints[0]).all())  # DDP kept the replicas in sync
     # Validation loss in eval mode and, with dropout on, as training measures it: a stalled run can show both.
     valid = log_validation(dropout_loss=True)
     keep_if_best(valid)

@@ -9,6 +9,7 @@ all use it. A test checks that every config field has its argument with the same
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_type_hints
@@ -17,6 +18,7 @@ from ..batching import smallest_splittable_batch
 from ..config import GradInitConfig
 from ..defaults import PRESETS, TrainingRun, config_for_run
 
+logger = logging.getLogger("hf_gradinit")
 _CONFIG_FIELDS = {config_field.name: config_field for config_field in dataclasses.fields(GradInitConfig)}
 # Fields where GradInitConfig takes None for "no bound"; on the command line that is spelled `inf`.
 _UNBOUNDED_AS_NONE = {name for name, hint in get_type_hints(GradInitConfig).items() if type(None) in get_args(hint)}
@@ -94,15 +96,19 @@ class GradInitArguments:
                 f"{config.batch_split!r}), got {self.gradinit_batch_size}."
             )
 
-    def gradinit_config(self, run: TrainingRun | None = None) -> GradInitConfig:
+    def gradinit_config(self, run: TrainingRun | None = None, *, fully_sharded: bool = False) -> GradInitConfig:
         """The GradInit settings: for a training `run`, the rule of `hf_gradinit.defaults.config_for_run` (what
         GradInit optimises follows the run); without one, the preset (or GradInitConfig's defaults). Every
-        explicitly given `gradinit_<name>` wins in both cases."""
+        explicitly given `gradinit_<name>` wins in both cases. For an FSDP2 model (`fully_sharded`), which has no
+        double backward, constraint steps default to the finite-difference product."""
         given = {}
         for name in _CONFIG_FIELDS:
             value = getattr(self, f"gradinit_{name}")
             if value is not None:
                 given[name] = None if name in _UNBOUNDED_AS_NONE and value == math.inf else value
+        if fully_sharded and "constraint_hvp" not in given:
+            logger.info("FSDP2 has no double backward: constraint steps use constraint_hvp='finite_difference'.")
+            given["constraint_hvp"] = "finite_difference"
         if run is not None:
             return config_for_run(run, preset=self.gradinit_config_preset, **given)
         return PRESETS.get(self.gradinit_config_preset, GradInitConfig)(**given)

@@ -9,7 +9,6 @@ dataloader, right before `train()` wraps the model and creates the optimizer; th
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import os
@@ -195,12 +194,9 @@ class GradInitTrainerMixin:
         `output_dir`, logs the summary as `gradinit/*` and tags the model `gradinit`. Under DDP every process passes
         its own batches and the alpha-gradients are averaged.
         """
-        config = self.args.gradinit_config(self.gradinit_training_run(max_steps))
-        if is_fully_sharded(self.model) and self.args.gradinit_constraint_hvp is None:
-            logger.info(
-                "FSDP2 has no double backward: GradInit's constraint steps use constraint_hvp='finite_difference'."
-            )
-            config = dataclasses.replace(config, constraint_hvp="finite_difference")
+        config = self.args.gradinit_config(
+            self.gradinit_training_run(max_steps), fully_sharded=is_fully_sharded(self.model)
+        )
         with self._gradinit_batches(config) as batches:
             progress_bar = False if self.args.disable_tqdm else None
             result = init_with_gradinit(

@@ -26,6 +26,9 @@ _EXPORTS = {
         ("TrainingDivergedError", "translation_loss", "build_optimizer", "max_tokens_loader", "gradinit_batches"),
         ".training",
     ),
+    **dict.fromkeys(
+        ("shard_translation_model", "full_state_dict", "save_sharded_state", "load_sharded_state"), ".sharding"
+    ),
     **dict.fromkeys(("evaluate_translation", "average_checkpoints", "plot_training_curves"), ".evaluation"),
     **dict.fromkeys(
         (
@@ -79,6 +82,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; tests/test_architecture.py
         post_ln_config,
         tfixup_init_,
     )
+    from .sharding import full_state_dict, load_sharded_state, save_sharded_state, shard_translation_model
     from .training import (
         TrainingDivergedError,
         build_optimizer,

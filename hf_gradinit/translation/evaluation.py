@@ -39,6 +39,7 @@ def evaluate_translation(
     target_tokenizer: PreTrainedTokenizerBase | None = None,
     dropout_loss: bool = False,
     dropout_seed: int = 0,
+    split_across_processes: bool = True,
 ) -> dict[str, float]:
     """Loss on every pair of `tokens`, and BLEU/chrF (sacrebleu) of beam-search translations of its first
     `bleu_sentences` pairs (all by default) against `references` (the untokenised targets, in the same order).
@@ -55,11 +56,12 @@ def evaluate_translation(
 
     In a multi-process run (accelerate / torchrun) each process scores a strided share and the results are summed
     (`accelerate.utils.reduce`) and gathered (`gather_object`), so every process returns the same numbers.
-    Generation length, as fairseq: at most `max_len_a * longest source + max_len_b` tokens per batch. Pass the
-    unwrapped model (not DDP): evaluation needs no gradient synchronisation.
+    With `split_across_processes=False` every process scores everything, in lockstep: what an FSDP2 model needs,
+    whose every forward is a collective. Generation length, as fairseq: at most `max_len_a * longest source +
+    max_len_b` tokens per batch. Pass the unwrapped model (not DDP): evaluation needs no gradient synchronisation.
     """
     state = PartialState()
-    rank, world = state.process_index, state.num_processes
+    rank, world = (state.process_index, state.num_processes) if split_across_processes else (0, 1)
     device = next(model.parameters()).device
     collate = translation_collator(tokenizer, pad_to_multiple_of)
     was_training = model.training
@@ -80,7 +82,7 @@ def evaluate_translation(
             )
             totals[1] += F.cross_entropy(logits, labels, ignore_index=-100, reduction="sum")
             totals[2] += (labels != -100).sum()
-        return reduce(totals, reduction="sum").tolist()
+        return (reduce(totals, reduction="sum") if world > 1 else totals).tolist()
 
     scores: dict[str, float] = {}
     if dropout_loss:
