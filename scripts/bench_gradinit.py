@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import MarianMTModel
 
 from hf_gradinit import GradInitConfig
@@ -130,6 +131,13 @@ def measure(variant: str, args: argparse.Namespace, queue: multiprocessing.Queue
     torch.set_num_threads(args.threads)
     model, batches = build(args)
     step = step_function(variant, model, args)
+    if args.attention == "math":
+        plain_step = step
+
+        def step(batch: dict) -> None:
+            with sdpa_kernel(SDPBackend.MATH):
+                plain_step(batch)
+
     cuda = args.device.startswith("cuda")
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -162,6 +170,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--attention",
+        default="default",
+        choices=("default", "math"),
+        help="SDPA kernels for every pass but the double backward (which always uses math): PyTorch's choice "
+        "(flash / memory-efficient on CUDA) or the math backend, to see what the kernels are worth.",
+    )
     args = parser.parse_args()
 
     context = multiprocessing.get_context("spawn")
@@ -184,7 +199,7 @@ def main() -> None:
     print(
         f"Post-LN Marian {model.config.encoder_layers}+{model.config.decoder_layers} layers, d={args.d_model}, "
         f"{params / 1e6:.1f}M trainable parameters, batches of {args.batch_size}x{args.length} tokens, "
-        f"sdpa attention, torch {torch.__version__}, {device}\n"
+        f"sdpa attention ({args.attention} kernels), torch {torch.__version__}, {device}\n"
     )
     train_time = results["train step"][0]
     print("| step | median s | × train step | peak memory (MiB) |")

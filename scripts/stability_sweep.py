@@ -99,6 +99,13 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         default="--gradinit_iterations 150 --gradinit_scale_lr 1e-2 --gradinit_grad_norm_bound inf",
         help="train_mt GradInit arguments of the +gradinit arms (eta defaults to 2 x lr for Adam(W), lr for SGD).",
     )
+    parser.add_argument(
+        "--gradinit_once",
+        action="store_true",
+        help="Make each +gradinit arm's GradInit checkpoint first, once per (init, lr, seed), with `hf-gradinit init` "
+        "(same data, tokenizer, batches and rule), and train from it: GradInit then never shares the machine with "
+        "training runs, and reruns reuse it. Needs --shared_vocab true.",
+    )
     parser.add_argument("--extra_args", default="", help="More train_mt arguments for every run.")
     parser.add_argument("--stall_margin", type=float, default=0.1, help="Nats above the unigram plateau = stalled.")
     parser.add_argument("--jobs", type=int, default=1, help="Runs at the same time.")
@@ -110,6 +117,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.momentum and args.optimizer != "sgd":
         parser.error("--momentum applies to --optimizer sgd only.")
+    if args.gradinit_once and args.shared_vocab != "true":
+        parser.error("--gradinit_once uses `hf-gradinit init`, which trains one joint vocabulary: --shared_vocab true.")
     return args
 
 
@@ -151,9 +160,40 @@ def train_mt_arguments(args: argparse.Namespace, arm: str, lr: float, seed: int,
     for option in ("dataset_config_name", "dataset_revision"):
         if getattr(args, option):
             command += [f"--{option}", getattr(args, option)]
-    if arm.endswith("+gradinit"):
+    if arm.endswith("+gradinit") and args.gradinit_once:
+        command += ["--model_name_or_path", str(gradinit_checkpoint(args, arm, lr, seed))]
+    elif arm.endswith("+gradinit"):
         command += ["--gradinit", *shlex.split(args.gradinit_args)]
     return command + shlex.split(args.extra_args)
+
+
+def gradinit_checkpoint(args: argparse.Namespace, arm: str, lr: float, seed: int) -> Path:
+    """Where --gradinit_once keeps the GradInit checkpoint of an arm's (init, lr, seed)."""
+    return Path(args.scratch) / args.name / "gradinit" / f"{INITS.get(arm, 'fairseq')}_lr{lr:g}_seed{seed}"
+
+
+def make_gradinit_checkpoint(args: argparse.Namespace, arm: str, lr: float, seed: int) -> Path:
+    """`hf-gradinit init` for the run train_mt would make (same corpus, BPE, batches, optimizer, length, seed)."""
+    target = gradinit_checkpoint(args, arm, lr, seed)
+    if (target / "gradinit_scales.json").exists():
+        return target
+    command = [
+        sys.executable, "-m", "hf_gradinit.integrations.cli", "init", "--output_dir", str(target), "--overwrite",
+        "--model", args.preset, "--init", INITS.get(arm, "fairseq"), "--source", args.corpus,
+        "--toy_size", str(args.toy_size), "--bpe_vocab_size", str(args.bpe_vocab_size),
+        "--max_tokens", str(args.max_tokens), "--optimizer", args.optimizer, "--lr", str(lr),
+        "--max_steps", str(args.steps), "--label_smoothing", str(args.label_smoothing), "--seed", str(seed),
+        *shlex.split(args.gradinit_args),
+    ]  # fmt: skip
+    for option in ("dataset_config_name", "dataset_revision"):
+        if getattr(args, option):
+            command += [f"--{option}", getattr(args, option)]
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
+    completed = subprocess.run(command, env=env, capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise RuntimeError(f"GradInit checkpoint {target.name} failed:\n{completed.stderr[-3000:]}")
+    return target
 
 
 def run_one(args: argparse.Namespace, results: Path, plateau: float, arm: str, lr: float, seed: int) -> dict[str, Any]:
@@ -175,6 +215,9 @@ def run_one(args: argparse.Namespace, results: Path, plateau: float, arm: str, l
     final = {key: value for r in records for key, value in r.items()}  # later records win
     logged = [r for r in records if "train_loss" in r]
     scales = output_dir / "gradinit_scales.json"
+    separate = arm.endswith("+gradinit") and args.gradinit_once  # GradInit ran before, in its checkpoint
+    if separate:
+        scales = gradinit_checkpoint(args, arm, lr, seed) / "gradinit_scales.json"
     gradinit_time = json.loads(scales.read_text())["wall_time"] if scales.exists() else None
 
     def score(key: str) -> float | None:
@@ -202,7 +245,8 @@ def run_one(args: argparse.Namespace, results: Path, plateau: float, arm: str, l
         "throughput_wps": statistics.mean(r["wps"] for r in logged) if logged else None,
         "wall_time_s": round(wall_time, 1),
         "gradinit_wall_time_s": gradinit_time,
-        "gradinit_share": None if gradinit_time is None else gradinit_time / wall_time,
+        # GradInit's share of the run's time (with --gradinit_once it ran before the training run, not inside it)
+        "gradinit_share": None if gradinit_time is None else gradinit_time / (wall_time + gradinit_time * separate),
         "command": shlex.join(["python", str(TRAIN_MT.relative_to(REPO)), *command[2:]]),
     }
     (results / "runs" / f"{name}.json").write_text(json.dumps(summary, indent=1) + "\n")
@@ -432,6 +476,10 @@ def main(argv: list[str] | None = None) -> None:
         ]
         print(f"{len(todo)} runs to do", flush=True)
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            if args.gradinit_once:  # every GradInit first, then the training runs
+                needed = sorted({(arm, lr, seed) for arm, lr, seed in todo if arm.endswith("+gradinit")})
+                for target in pool.map(lambda job: make_gradinit_checkpoint(args, *job), needed):
+                    print(f"GradInit checkpoint {target.name} ready", flush=True)
             for summary in pool.map(lambda job: run_one(args, results, settings["unigram_plateau"], *job), todo):
                 print(
                     f"{summary['run']}: valid loss {summary['valid_loss']}, BLEU {summary['valid_bleu']}, "

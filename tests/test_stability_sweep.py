@@ -168,3 +168,28 @@ def test_smoothed_unigram_entropy():
     assert sweep.smoothed_unigram_entropy(Counter({0: 1, 1: 3}), 2, 0.2) > sweep.smoothed_unigram_entropy(
         Counter({0: 1, 1: 3}), 2, 0.0
     )
+
+
+def test_gradinit_once_makes_each_checkpoint_first_and_trains_from_it(tmp_path, monkeypatch):
+    args = sweep.parse_arguments(["--name", "t", "--gradinit_once", "--scratch", str(tmp_path), "--steps", "40"])
+    calls = []
+
+    def fake_init(command, **kwargs):
+        calls.append(command)
+        target = Path(command[command.index("--output_dir") + 1])
+        target.mkdir(parents=True)
+        (target / "gradinit_scales.json").write_text(json.dumps({"wall_time": 1.0}))
+        return type("Completed", (), {"returncode": 0, "stderr": ""})()
+
+    monkeypatch.setattr(sweep.subprocess, "run", fake_init)
+    checkpoint = sweep.make_gradinit_checkpoint(args, "hf+gradinit", 1e-3, 2)
+    assert sweep.make_gradinit_checkpoint(args, "hf+gradinit", 1e-3, 2) == checkpoint and len(calls) == 1  # reused
+    init = calls[0]
+    assert init[1:4] == ["-m", "hf_gradinit.integrations.cli", "init"]
+    for option, value in (("--init", "hf"), ("--lr", "0.001"), ("--seed", "2"), ("--max_steps", "40")):
+        assert init[init.index(option) + 1] == value
+    assert "--gradinit_grad_norm_bound" in init  # the arm's GradInit settings
+    command = sweep.train_mt_arguments(args, "hf+gradinit", 1e-3, 2, tmp_path / "run")
+    assert command[command.index("--model_name_or_path") + 1] == str(checkpoint) and "--gradinit" not in command
+    with pytest.raises(SystemExit):
+        sweep.parse_arguments(["--name", "t", "--gradinit_once", "--shared_vocab", "false"])
