@@ -47,8 +47,10 @@ def main() -> None:
 
     if not args.skip_bench:
         for attention in ("default", "math"):
-            command = [sys.executable, str(REPO / "scripts" / "bench_gradinit.py"), "--device", "cuda",
-                       "--d_model", "512", "--batch_size", "64", "--length", "64", "--attention", attention]  # fmt: skip
+            command = [
+                sys.executable, str(REPO / "scripts" / "bench_gradinit.py"), "--device", "cuda", "--d_model", "512",
+                "--batch_size", "64", "--length", "64", "--attention", attention,
+            ]  # fmt: skip
             bench = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
             print(bench, flush=True)
             if out:
