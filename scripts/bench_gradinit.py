@@ -46,7 +46,7 @@ VARIANTS = (
     "constraint step, finite difference",
     "naive objective step",
 )
-RADII = (1e-2, 1e-3, 1e-4)
+RADII = (1e-1, 1e-2, 1e-3, 1e-4)
 
 
 def build(args: argparse.Namespace) -> tuple[MarianMTModel, list[dict]]:
