@@ -3,9 +3,11 @@ library pieces it is built from (hf_gradinit.translation)."""
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 import logging
+import math
 import os
 import shutil
 import socket
@@ -561,3 +563,22 @@ def test_fsdp2_launch_shards_runs_gradinit_on_the_shards_and_resumes_exactly(tmp
     assert models[0].config.gradinit is not None
     for (name, a), b in zip(models[0].state_dict().items(), models[1].state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_quickstart_translates_with_a_saved_model(two_process_run: Path) -> None:
+    """The quickstart prints test translations of each run's final model."""
+    import quickstart
+
+    translations = quickstart.translate(two_process_run / "final", ["Der Hund sieht den Mann .", "Die Frau schläft ."])
+    assert len(translations) == 2 and all(isinstance(text, str) for text in translations)
+    assert quickstart.STEPS == 400 and quickstart.LEARNING_RATE > 0
+
+
+def test_dropout_gap_scores_both_splits_in_both_modes(two_process_run: Path) -> None:
+    spec = importlib.util.spec_from_file_location("dropout_gap", SCRIPT.parents[2] / "scripts" / "dropout_gap.py")
+    dropout_gap = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dropout_gap)
+    losses = dropout_gap.main([str(two_process_run / "final"), "--source", "toy", "--sentences", "16"])
+    assert set(losses) == {"train_eval_mode", "train_dropout_on", "validation_eval_mode", "validation_dropout_on"}
+    assert all(math.isfinite(value) for value in losses.values())
+    assert losses["train_eval_mode"] != losses["train_dropout_on"]  # dropout 0.1: the modes differ

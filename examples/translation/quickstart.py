@@ -1,14 +1,17 @@
 """GradInit's effect in one command: the same Post-LN Transformer trained twice without warmup, without and with
-GradInit, on embedded data, on a CPU in a few minutes.
+GradInit, on the generated German-English grammar, on a CPU in about 5 minutes; then three test translations from
+each.
 
-    python examples/translation/quickstart.py                     # Ding sentences if installed, else the toy grammar
-    python examples/translation/quickstart.py --source toy        # force the generated corpus
+    python examples/translation/quickstart.py                     # the toy grammar (always available)
+    python examples/translation/quickstart.py --source ding       # Ding's sentences (apt-get install trans-de-en)
 
-Both runs call `train_mt.main()` with the same settings: the `small` preset (d 128, 6+6 layers, 4 heads, FFN 512),
-fairseq init, joint BPE 4k, ~2k-token batches, label smoothing 0.1, Adam (0.9, 0.98) with no warmup and linear
-decay, 300 steps, seed 0. The learning rate is one at which the no-warmup run visibly stalls on that corpus (2e-3 on
-the toy grammar, 1e-3 on Ding). GradInit uses the settings `train_mt.py` scales to the run (150 iterations,
-tau 1e-2, eta = the training lr) without the gradient-norm bound. BLEU is on the first 200 sentences (beam 5).
+Both runs call `train_mt.main()` with the same settings: the `small` preset (d 128, 6+6 layers, 4 heads, FFN 512,
+ReLU, dropout 0.1), fairseq init, joint BPE 4k, ~2k-token batches, label smoothing 0.1, Adam (0.9, 0.98) with no
+warmup and linear decay, 400 updates, seed 0. The second run first runs GradInit (150 iterations, tau 1e-2, no norm
+bound, eta = 2 x lr by the package's rule). The learning rate is `LEARNING_RATE`, chosen before this script reported
+anything: from the grid `docs/results/toy-small-400-v2` (seeds 1-3, the same settings), the rate at which GradInit's
+mean validation BLEU was highest while every run without it stalled (see docs/results/README.md). This script runs
+seed 0, which that grid did not use. BLEU and chrF are sacreBLEU's on the first 200 test sentences (beam 5).
 """
 
 from __future__ import annotations
@@ -17,15 +20,17 @@ import argparse
 import sys
 from pathlib import Path
 
+import torch
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
 sys.path.insert(0, str(Path(__file__).parent))
 import train_mt  # noqa: E402
 
-from hf_gradinit.translation import (
-    DING_PATH,  # noqa: E402
-    TrainingDivergedError,  # noqa: E402
-)
+from hf_gradinit.translation import TrainingDivergedError, load_translation_corpus  # noqa: E402
 
-LEARNING_RATES = {"toy": 2e-3, "ding": 1e-3}  # measured: without warmup, training stalls at these
+LEARNING_RATE = 2e-3  # from docs/results/toy-small-400-v2: see the module docstring
+STEPS = 400
+EXAMPLES = 3
 
 
 def run(name: str, argv: list[str]) -> dict:
@@ -38,43 +43,57 @@ def run(name: str, argv: list[str]) -> dict:
         return {"name": name, "diverged": True}
 
 
+@torch.no_grad()
+def translate(model_dir: Path, sentences: list[str]) -> list[str]:
+    """Beam-5 translations by a saved `final/` model."""
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir).eval()
+    generated = model.generate(**tokenizer(sentences, return_tensors="pt", padding=True), max_new_tokens=64)
+    return tokenizer.batch_decode(generated, skip_special_tokens=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", choices=("auto", "ding", "toy"), default="auto", help="Built-in corpus.")
+    parser.add_argument("--source", choices=("toy", "ding"), default="toy", help="Built-in corpus.")
     parser.add_argument("--output_dir", default="runs/quickstart", help="Where both runs write their outputs.")
-    parser.add_argument("--steps", type=int, default=300, help="Training steps of each run.")
     options = parser.parse_args()
-    source = options.source if options.source != "auto" else ("ding" if Path(DING_PATH).is_file() else "toy")
     common = [
-        "--source", source, "--preset", "small", "--init", "fairseq", "--bpe_vocab_size", "4000",
-        "--max_tokens", "2048", "--label_smoothing", "0.1", "--lr", str(LEARNING_RATES[source]),
-        "--warmup_steps", "0", "--lr_scheduler", "linear", "--max_steps", str(options.steps), "--seed", "0",
-        "--log_every", "50", "--save_every", str(options.steps), "--keep_checkpoints", "1",
-        "--max_eval_sentences", "200",
+        "--source", options.source, "--preset", "small", "--init", "fairseq", "--bpe_vocab_size", "4000",
+        "--max_tokens", "2048", "--label_smoothing", "0.1", "--lr", str(LEARNING_RATE), "--warmup_steps", "0",
+        "--lr_scheduler", "linear", "--max_steps", str(STEPS), "--seed", "0", "--log_every", "50",
+        "--save_every", str(STEPS), "--keep_checkpoints", "1", "--max_eval_sentences", "200",
     ]  # fmt: skip
     out = Path(options.output_dir)
-    for path in (out / "baseline", out / "gradinit"):
+    runs = {"no warmup": out / "baseline", "no warmup + GradInit": out / "gradinit"}
+    for path in runs.values():
         if path.exists():
             sys.exit(f"quickstart.py: error: {path} exists; remove it or pass another --output_dir.")
+    gradinit = ["--gradinit", "--gradinit_iterations", "150", "--gradinit_scale_lr", "1e-2",
+                "--gradinit_grad_norm_bound", "inf"]  # fmt: skip
     results = [
-        run("no warmup", [*common, "--output_dir", str(out / "baseline")]),
-        run("no warmup + GradInit", [*common, "--output_dir", str(out / "gradinit"), "--gradinit",
-                                     "--gradinit_grad_norm_bound", "inf"]),
-    ]  # fmt: skip
+        run(name, [*common, "--output_dir", str(path), *(gradinit if "GradInit" in name else [])])
+        for name, path in runs.items()
+    ]
 
-    print(f"\nSource: {source}, lr {LEARNING_RATES[source]}, {options.steps} steps, no warmup, fairseq init")
-    header = (
-        f"{'run':<22} {'train loss':>10} {'valid loss':>10} {'valid BLEU':>10} {'test BLEU':>9} {'time':>7}  diverged"
-    )
+    print(f"\nSource: {options.source}, lr {LEARNING_RATE}, {STEPS} updates, no warmup, fairseq init, seed 0")
+    header = f"{'run':<22} {'train loss':>10} {'valid loss':>10} {'test BLEU':>9} {'test chrF':>9} {'time':>7}"
     print(header + "\n" + "-" * len(header))
     for r in results:
         if r["diverged"]:
-            print(f"{r['name']:<22} {'-':>10} {'-':>10} {'-':>10} {'-':>9} {'-':>7}  yes")
+            print(f"{r['name']:<22} diverged")
         else:
             print(
-                f"{r['name']:<22} {r['train_loss']:>10.2f} {r['valid_loss']:>10.2f} {r['valid_bleu']:>10.2f} "
-                f"{r['test_bleu']:>9.2f} {r['wall_time_s']:>6.0f}s  no"
+                f"{r['name']:<22} {r['train_loss']:>10.2f} {r['valid_loss']:>10.2f} {r['test_bleu']:>9.2f} "
+                f"{r['test_chrf']:>9.2f} {r['wall_time_s']:>6.0f}s"
             )
+
+    test = load_translation_corpus(options.source)[0]["test"]["translation"][:EXAMPLES]
+    sources = [pair["de"] for pair in test]
+    hypotheses = {name: translate(path / "final", sources) for name, path in runs.items() if (path / "final").is_dir()}
+    for i, pair in enumerate(test):
+        print(f"\nsource:    {pair['de']}\nreference: {pair['en']}")
+        for name, translations in hypotheses.items():
+            print(f"{name + ':':<22} {translations[i]}")
 
 
 if __name__ == "__main__":

@@ -729,6 +729,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "valid_loss_dropout": valid["loss_dropout"],
         "valid_bleu": valid["bleu"],
         "test_bleu": test["bleu"],
+        "test_chrf": test["chrf"],
         "best_step": None if best is None else best["step"],
         "best_test_bleu": None if best is None else best_test["bleu"],
         "steps": step,
