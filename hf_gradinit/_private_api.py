@@ -3,7 +3,7 @@
 Each entry: the module, the name inside it (`Class.attribute`, or a name its source must contain for attributes
 set at run time), and what we use it for. `tests/test_private_api.py` checks every entry against the installed
 versions, so a release that drops one fails there, loudly, instead of somewhere in a run. Checked on:
-transformers 5.17.0 and 5.24.0, accelerate 1.10.0 and 1.16.0, torch 2.13.0 (both ends of the ranges in
+transformers 5.18.0 and 5.24.0, accelerate 1.10.0 and 1.16.0, torch 2.13.0 (both ends of the ranges in
 pyproject.toml, the two passes of `.ci/run`).
 """
 

@@ -75,10 +75,8 @@ POST_LN_PRESETS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProx
         # Vaswani et al. (2017) base and big (fairseq `transformer_wmt_en_de`, `transformer_vaswani_wmt_en_de_big`).
         "wmt14-en-de-base": _preset(6, 512, 2048, 8, 0.1, True, 32768),
         "wmt14-en-de-big": _preset(6, 1024, 4096, 16, 0.3, True, 32768),
-        # CPU scale: `tiny` for unit tests, `mini` for the quickstart (as deep as the paper's, 2 minutes a run),
-        # `small` for benchmarks and the stability sweep.
+        # CPU scale: `tiny` for unit tests, `small` for benchmarks, the stability sweep and the quickstart.
         "tiny": _preset(2, 32, 64, 4, 0.1, True, 64),
-        "mini": _preset(6, 64, 256, 4, 0.1, True, 1000),
         "small": _preset(6, 128, 512, 4, 0.1, True, 8000),
     }
 )
