@@ -104,7 +104,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="Make each +gradinit arm's GradInit checkpoint first, once per (init, lr, seed), with `hf-gradinit init` "
         "(same data, tokenizer, batches and rule), and train from it: GradInit then never shares the machine with "
-        "training runs, and reruns reuse it. Needs --shared_vocab true.",
+        "training runs, and reruns reuse it.",
     )
     parser.add_argument("--extra_args", default="", help="More train_mt arguments for every run.")
     parser.add_argument("--stall_margin", type=float, default=0.1, help="Nats above the unigram plateau = stalled.")
@@ -117,8 +117,6 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.momentum and args.optimizer != "sgd":
         parser.error("--momentum applies to --optimizer sgd only.")
-    if args.gradinit_once and args.shared_vocab != "true":
-        parser.error("--gradinit_once uses `hf-gradinit init`, which trains one joint vocabulary: --shared_vocab true.")
     return args
 
 
@@ -181,6 +179,7 @@ def make_gradinit_checkpoint(args: argparse.Namespace, arm: str, lr: float, seed
         sys.executable, "-m", "hf_gradinit.integrations.cli", "init", "--output_dir", str(target), "--overwrite",
         "--model", args.preset, "--init", INITS.get(arm, "fairseq"), "--source", args.corpus,
         "--toy_size", str(args.toy_size), "--bpe_vocab_size", str(args.bpe_vocab_size),
+        "--shared_vocab", args.shared_vocab,
         "--max_tokens", str(args.max_tokens), "--optimizer", args.optimizer, "--lr", str(lr),
         "--max_steps", str(args.steps), "--label_smoothing", str(args.label_smoothing), "--seed", str(seed),
         *shlex.split(args.gradinit_args),

@@ -137,6 +137,15 @@ def test_unsupported_model_kind_is_a_clear_runtime_error(capsys, tmp_path: Path)
     assert err.startswith("hf-gradinit init: error:") and "seq2seq" in err and "causal-lm" in err
 
 
+def test_separate_vocabularies_need_a_preset(capsys, tmp_path: Path) -> None:
+    (tmp_path / "marian.json").write_text('{"model_type": "marian"}')
+    argv = ["init", "--output_dir", str(tmp_path / "o"), "--model", str(tmp_path / "marian.json")]
+    assert main([*argv, "--shared_vocab", "false"]) == 1
+    err = capsys.readouterr().err
+    assert "--shared_vocab false builds a Post-LN preset" in err and "decoder_vocab_size" in err
+    assert not (tmp_path / "o").exists()
+
+
 # -- init, push, report --------------------------------------------------------------------------------------------
 
 

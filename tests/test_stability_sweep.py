@@ -191,5 +191,9 @@ def test_gradinit_once_makes_each_checkpoint_first_and_trains_from_it(tmp_path, 
     assert "--gradinit_grad_norm_bound" in init  # the arm's GradInit settings
     command = sweep.train_mt_arguments(args, "hf+gradinit", 1e-3, 2, tmp_path / "run")
     assert command[command.index("--model_name_or_path") + 1] == str(checkpoint) and "--gradinit" not in command
-    with pytest.raises(SystemExit):
-        sweep.parse_arguments(["--name", "t", "--gradinit_once", "--shared_vocab", "false"])
+    assert init[init.index("--shared_vocab") + 1] == "true"
+    separate = sweep.parse_arguments(
+        ["--name", "t2", "--gradinit_once", "--scratch", str(tmp_path), "--shared_vocab", "false"]
+    )
+    sweep.make_gradinit_checkpoint(separate, "hf+gradinit", 1e-3, 2)
+    assert calls[-1][calls[-1].index("--shared_vocab") + 1] == "false"  # the checkpoint has the run's layout

@@ -442,6 +442,30 @@ def test_loading_a_model_with_the_other_vocabulary_layout_is_refused(separate_ru
         train_mt.main([*argv, "--model_name_or_path", str(separate_run / "final")])
 
 
+def test_a_separate_vocabulary_checkpoint_of_hf_gradinit_init_trains_here(tmp_path: Path) -> None:
+    """`hf-gradinit init --shared_vocab false` (what the sweep's --gradinit_once runs for fairseq's IWSLT'14 layout)
+    writes both tokenizers where train_mt reads them."""
+    from hf_gradinit.integrations.cli import main as hf_gradinit_cli
+
+    checkpoint = tmp_path / "init"
+    data = ["--source", "toy", "--toy_size", "400", "--bpe_vocab_size", "300", "--max_tokens", "256"]
+    assert hf_gradinit_cli(["init", "--output_dir", str(checkpoint), "--model", "tiny", *data, "--shared_vocab",
+                            "false", "--max_steps", "10", "--gradinit_iterations", "3"]) == 0  # fmt: skip
+    source = AutoTokenizer.from_pretrained(checkpoint)
+    target = AutoTokenizer.from_pretrained(checkpoint, subfolder=TARGET_TOKENIZER_DIR)
+    model = AutoModelForSeq2SeqLM.from_pretrained(checkpoint)
+    assert len(source) != len(target) and not model.config.share_encoder_decoder_embeddings
+    assert (model.config.vocab_size, model.config.decoder_vocab_size) == (len(source), len(target))
+    assert f'"init", subfolder="{TARGET_TOKENIZER_DIR}")' in (checkpoint / "README.md").read_text()  # the card says so
+
+    out = tmp_path / "run"
+    argv = [*TINY, "--shared_vocab", "false", "--max_steps", "1", "--output_dir", str(out)]
+    train_mt.main([*argv, "--model_name_or_path", str(checkpoint)])
+    assert (metrics(out)[0]["vocab_size"], metrics(out)[0]["target_vocab_size"]) == (len(source), len(target))
+    trained_target = AutoTokenizer.from_pretrained(out / "final", subfolder=TARGET_TOKENIZER_DIR)
+    assert trained_target.get_vocab() == target.get_vocab()
+
+
 # ---------------------------------------------------------------- accumulation, logging, mixed precision
 
 

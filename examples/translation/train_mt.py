@@ -701,6 +701,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 gradinit,
                 out / "final",
                 tokenizer=tokenizer,
+                extra_tokenizers=None if target_tokenizer is tokenizer else {TARGET_TOKENIZER_DIR: target_tokenizer},
                 overwrite=True,  # final/ is this run's own output (a resumed run writes it again)
                 training=training,
                 model_name=args.push_to_hub or out.name,
@@ -709,14 +710,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 tags=["post-ln", "translation"],
                 search_data=f"training batches of this run; {description}",
             )
-            if target_tokenizer is not tokenizer:
-                target_tokenizer.save_pretrained(out / "final" / TARGET_TOKENIZER_DIR)
-                with (out / "final" / "README.md").open("a") as card:
-                    card.write(
-                        "\n\n## Separate vocabularies\n\nThe tokenizer at the top encodes sources; decode translations "
-                        f'with the target one: `AutoTokenizer.from_pretrained("{args.push_to_hub or out.name}", '
-                        f'subfolder="{TARGET_TOKENIZER_DIR}")`.\n'
-                    )
         plot_training_curves(metrics_path, out / "training_curves.png")
         logger.info("Saved %s (model + tokenizer), %s, %s", out / "final", metrics_path, out / "training_curves.png")
         if args.push_to_hub:

@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -54,6 +55,7 @@ def save_gradinit_checkpoint(
     output_dir: str | os.PathLike[str],
     *,
     tokenizer: PreTrainedTokenizerBase | None = None,
+    extra_tokenizers: Mapping[str, PreTrainedTokenizerBase] | None = None,
     overwrite: bool = False,
     model_name: str | None = None,
     architecture: str | None = None,
@@ -69,7 +71,8 @@ def save_gradinit_checkpoint(
     """Write a GradInit-initialised (or -trained) model as a directory that loads with plain transformers.
 
     Contents: `save_pretrained` weights (safetensors) and config (with `config.gradinit`, set here by
-    `result.record_in(model)`), the tokenizer if given, `gradinit_scales.json` (`GradInitResult.save`, with the
+    `result.record_in(model)`), the tokenizer if given, each of `extra_tokenizers` in its subfolder (e.g. a separate
+    target vocabulary in `target_tokenizer/`), `gradinit_scales.json` (`GradInitResult.save`, with the
     history), `gradinit_scales.png` (the plot) and `README.md` (`build_model_card` with the remaining keyword
     arguments; `model_name` defaults to the directory's name, `architecture` to the model's class).
 
@@ -90,6 +93,8 @@ def save_gradinit_checkpoint(
         model.save_pretrained(staging)
         if tokenizer is not None:
             tokenizer.save_pretrained(staging)
+        for subfolder, extra in (extra_tokenizers or {}).items():
+            extra.save_pretrained(staging / subfolder)
         result.save(staging / SCALES_FILE)
         plotted = plot_scales_if_possible(result, staging / PLOT_FILE)
         card = build_model_card(
@@ -105,6 +110,7 @@ def save_gradinit_checkpoint(
             training=training,
             search_data=search_data,
             scales_plot=PLOT_FILE if plotted else None,
+            tokenizer_subfolders=list(extra_tokenizers or {}),
         )
         card.save(staging / CARD_FILE)
         _move_into_place(staging, target, overwrite=overwrite)

@@ -27,6 +27,7 @@ from ..result import GradInitResult
 from ..translation import (
     BUILTIN_SOURCES,
     POST_LN_PRESETS,
+    TARGET_TOKENIZER_DIR,
     TRANSLATION_INITS,
     TranslationDataArguments,
     apply_translation_init_,
@@ -36,6 +37,7 @@ from ..translation import (
     load_translation_data,
     tokenize_translation,
     train_joint_bpe,
+    train_separate_bpe,
     translation_loss,
 )
 from .arguments import GradInitArguments
@@ -87,9 +89,24 @@ class InitCheckpointArguments:
         },
     )
     tokenizer: str | None = field(
-        default=None, metadata={"help": "Use this saved tokenizer (path or Hub id) instead of training a joint BPE."}
+        default=None,
+        metadata={
+            "help": "Use this saved tokenizer (path or Hub id) instead of training a BPE (with --shared_vocab false, "
+            "the target one from its target_tokenizer/ subfolder)."
+        },
     )
-    bpe_vocab_size: int = field(default=8000, metadata={"help": "Size of the joint BPE vocabulary to train."})
+    shared_vocab: bool = field(
+        default=True,
+        metadata={
+            "help": "One vocabulary for both languages, shared embeddings (true), or joint BPE codes with one "
+            "vocabulary per language (false: fairseq's IWSLT'14 layout; the target tokenizer is saved in "
+            "target_tokenizer/). As train_mt.py --shared_vocab; presets only."
+        },
+    )
+    bpe_vocab_size: int = field(
+        default=8000,
+        metadata={"help": "Size of the joint BPE to train (with --shared_vocab false each language keeps a part)."},
+    )
     max_tokens: int = field(
         default=4096, metadata={"help": "Padded tokens per GradInit batch (fairseq --max-tokens), as in training."}
     )
@@ -174,6 +191,7 @@ class InitCheckpointOutput:
     result: GradInitResult
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
+    target_tokenizer: PreTrainedTokenizerBase  # `tokenizer` itself with a shared vocabulary
     commit_url: str | None = None
 
 
@@ -202,6 +220,11 @@ def init_checkpoint(
     is_preset = args.model in POST_LN_PRESETS
     if is_preset and args.task not in (None, "seq2seq"):
         raise ValueError(f"The preset {args.model!r} is a seq2seq (MarianMTModel) model, not --task {args.task}.")
+    if not (is_preset or args.shared_vocab):
+        raise ValueError(
+            "--shared_vocab false builds a Post-LN preset with separate vocabularies; for a config, describe the "
+            "vocabularies in the config itself (vocab_size, decoder_vocab_size, share_encoder_decoder_embeddings)."
+        )
     model_config = None if is_preset else _load_model_config(args.model)
     task = "seq2seq" if is_preset else (args.task or _infer_task(model_config, args.model))
     if task != "seq2seq":
@@ -218,13 +241,25 @@ def init_checkpoint(
     corpus, data_description = load_translation_data(data_args)
     logger.info("Data: %s", data_description)
     if args.tokenizer:
-        tokenizer, tokenizer_description = load_tokenizer(args.tokenizer), f"the tokenizer {args.tokenizer}"
-    else:
-        tokenizer = train_joint_bpe(corpus, args.bpe_vocab_size)
+        tokenizer = target_tokenizer = load_tokenizer(args.tokenizer)
+        if not args.shared_vocab:
+            target_tokenizer = load_tokenizer(args.tokenizer, subfolder=TARGET_TOKENIZER_DIR)
+        tokenizer_description = f"the tokenizer {args.tokenizer}"
+    elif args.shared_vocab:
+        tokenizer = target_tokenizer = train_joint_bpe(corpus, args.bpe_vocab_size)
         tokenizer_description = f"a joint BPE of {len(tokenizer)} tokens trained on the training split"
+    else:
+        tokenizer, target_tokenizer = train_separate_bpe(
+            corpus, args.bpe_vocab_size, src_lang=data_args.src_lang, tgt_lang=data_args.tgt_lang
+        )
+        tokenizer_description = (
+            f"joint BPE codes trained on the training split, with {len(tokenizer)} source and "
+            f"{len(target_tokenizer)} target tokens"
+        )
     tokens = tokenize_translation(
         DatasetDict({"train": corpus["train"]}),  # GradInit needs the training split only
         tokenizer,
+        target_tokenizer=target_tokenizer,
         src_lang=data_args.src_lang,
         tgt_lang=data_args.tgt_lang,
         max_length=data_args.max_length,
@@ -233,7 +268,7 @@ def init_checkpoint(
     init = args.init or ("fairseq" if is_preset else "hf")
     set_seed(args.seed)
     if is_preset:
-        model = build_translation_model(args.model, tokenizer, init=init)
+        model = build_translation_model(args.model, tokenizer, target_tokenizer=target_tokenizer, init=init)
         built = f"preset `{args.model}`"
     else:
         model = _seq2seq_from_config(model_config, tokenizer, vocab_from_tokenizer=not args.tokenizer)
@@ -261,6 +296,7 @@ def init_checkpoint(
         result,
         output_dir,
         tokenizer=tokenizer,
+        extra_tokenizers=None if target_tokenizer is tokenizer else {TARGET_TOKENIZER_DIR: target_tokenizer},
         overwrite=args.overwrite,
         model_name=args.model_name or args.push_to_hub or output_dir.name,
         pipeline_tag="translation",
@@ -270,7 +306,9 @@ def init_checkpoint(
         tags=["post-ln", "translation"] if is_preset else [model.config.model_type, "translation"],
         search_data=search_data,
     )
-    output = InitCheckpointOutput(path=path, result=result, model=model, tokenizer=tokenizer)
+    output = InitCheckpointOutput(
+        path=path, result=result, model=model, tokenizer=tokenizer, target_tokenizer=target_tokenizer
+    )
     if args.push_to_hub:
         output.commit_url = push_checkpoint(
             path, args.push_to_hub, private=args.private, revision=args.revision, api=api

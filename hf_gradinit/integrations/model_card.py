@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
@@ -78,6 +79,7 @@ def build_model_card(
     training: TrainingDetails | None = None,
     search_data: str | None = None,
     scales_plot: str | None = None,
+    tokenizer_subfolders: Sequence[str] = (),
 ) -> ModelCard:
     """A complete model card for a GradInit-initialised model; `card.save(path)` or `card.push_to_hub(repo_id)`.
 
@@ -90,6 +92,8 @@ def build_model_card(
         tags: extra tags; "gradinit" is always added.
         training: the training that followed GradInit; None for a checkpoint that is initialised, not trained.
         search_data, scales_plot: see `render_gradinit_section`.
+        tokenizer_subfolders: subfolders holding further tokenizers (e.g. `target_tokenizer` for separate source
+            and target vocabularies), shown in the loading example.
     """
     card_data = ModelCardData(
         library_name="transformers",
@@ -108,6 +112,7 @@ def build_model_card(
         template_path=str(_TEMPLATES / "model_card.md"),
         model_name=model_name,
         architecture=architecture,
+        tokenizer_subfolders=list(tokenizer_subfolders),
         trained=training is not None,
         hyperparameters=_formatted(details.hyperparameters),
         eval_results=_formatted(details.eval_results or {}),
