@@ -25,6 +25,7 @@ from hf_gradinit.translation.data import (
     extract_ding_pairs,
     generate_toy_pairs,
     load_tokenizer,
+    load_tokenizers,
     load_translation_corpus,
     max_tokens_batches,
     parse_ding_line,
@@ -375,6 +376,13 @@ def test_separate_bpe_vocabularies_split_as_the_joint_codes(toy_corpus, tokenize
     assert "▁weil" in source.get_vocab() and "▁weil" not in target.get_vocab()
     assert "▁because" in target.get_vocab() and "▁because" not in source.get_vocab()
     assert source("weil Ω")["input_ids"][-2:] == [UNK_ID, EOS_ID]  # a character no training text has
+
+    source.save_pretrained(tmp_path / "pair")
+    target.save_pretrained(tmp_path / "pair" / TARGET_TOKENIZER_DIR)
+    loaded_source, loaded_target = load_tokenizers(tmp_path / "pair", shared_vocab=False)
+    assert (loaded_source.get_vocab(), loaded_target.get_vocab()) == (source.get_vocab(), target.get_vocab())
+    shared_source, shared_target = load_tokenizers(tmp_path / "pair", shared_vocab=True)
+    assert shared_target is shared_source and shared_source.get_vocab() == source.get_vocab()
 
 
 def test_restrict_bpe_vocabulary_keeps_the_merges_its_tokens_need(tokenizer):

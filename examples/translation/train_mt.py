@@ -71,7 +71,7 @@ from hf_gradinit.translation import (
     full_state_dict,
     gradinit_batches,
     load_sharded_state,
-    load_tokenizer,
+    load_tokenizers,
     load_translation_data,
     max_tokens_loader,
     plot_training_curves,
@@ -296,12 +296,6 @@ def parse_arguments(argv: list[str] | None) -> tuple[ModelArguments, Translation
         parser.set_defaults(**values)
     *parsed, _config = parser.parse_args_into_dataclasses(args=argv)
     return tuple(parsed)
-
-
-def load_tokenizers(path: str | Path, shared_vocab: bool) -> tuple[Any, Any]:
-    """The source and target tokenizers saved in `path` (the same object for a shared vocabulary)."""
-    source = load_tokenizer(path)
-    return source, source if shared_vocab else load_tokenizer(path, subfolder=TARGET_TOKENIZER_DIR)
 
 
 def save_tokenizers(directory: Path, tokenizer: Any, target_tokenizer: Any) -> None:

@@ -33,7 +33,7 @@ from ..translation import (
     apply_translation_init_,
     build_translation_model,
     gradinit_batches,
-    load_tokenizer,
+    load_tokenizers,
     load_translation_data,
     tokenize_translation,
     train_joint_bpe,
@@ -241,9 +241,7 @@ def init_checkpoint(
     corpus, data_description = load_translation_data(data_args)
     logger.info("Data: %s", data_description)
     if args.tokenizer:
-        tokenizer = target_tokenizer = load_tokenizer(args.tokenizer)
-        if not args.shared_vocab:
-            target_tokenizer = load_tokenizer(args.tokenizer, subfolder=TARGET_TOKENIZER_DIR)
+        tokenizer, target_tokenizer = load_tokenizers(args.tokenizer, args.shared_vocab)
         tokenizer_description = f"the tokenizer {args.tokenizer}"
     elif args.shared_vocab:
         tokenizer = target_tokenizer = train_joint_bpe(corpus, args.bpe_vocab_size)

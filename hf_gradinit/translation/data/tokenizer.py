@@ -169,6 +169,15 @@ def load_tokenizer(path: str | os.PathLike[str], subfolder: str | None = None) -
     return tokenizer
 
 
+def load_tokenizers(
+    path: str | os.PathLike[str], shared_vocab: bool
+) -> tuple[PreTrainedTokenizerBase, PreTrainedTokenizerBase]:
+    """The source and target tokenizers saved in `path`: the same object for a shared vocabulary, else the target one
+    from its `TARGET_TOKENIZER_DIR` subfolder (as `train_mt.py` and `hf-gradinit init` save them)."""
+    source = load_tokenizer(path)
+    return source, source if shared_vocab else load_tokenizer(path, subfolder=TARGET_TOKENIZER_DIR)
+
+
 def tokenize_translation(
     corpus: DatasetDict,
     tokenizer: PreTrainedTokenizerBase,
