@@ -22,8 +22,11 @@ and the target prefix can reach, i.e. the entropy of (1 - eps) * p + eps / V for
 frequencies p. Each finished run is summarised in `docs/results/<name>/runs/*.json` (command, loss curve, final
 train loss, validation loss in eval mode and with dropout on, BLEU/chrF, stalled/diverged flags, throughput in
 target tokens/s, wall time and GradInit's share of it); rerunning the same command skips those, so a partial grid
-resumes. Then `README.md` (a table of mean ± std per arm x optimizer setting x lr, stalled and diverged counts) and
-`sweep.png` (loss curves per arm and lr; final loss and BLEU against lr) are written there.
+resumes. Runs go seed by seed (with `--gradinit_once`, each seed's GradInit checkpoints first), so a grid stopped
+early has whole seeds. Then `README.md` (a table of mean ± std per arm x optimizer setting x lr, stalled and diverged
+counts) and `sweep.png` (loss curves per arm and lr; final loss and BLEU against lr) are written there, over every
+run in the folder whichever command ran it; the report lists those commands (kept in `sweep.json`) and copies
+`notes.md`, if a person wrote one there (what the script cannot know, such as what else shared the machine).
 
     python scripts/stability_sweep.py --name ding --corpus ding --jobs 2              # the grid in the foreground
     python scripts/stability_sweep.py --name ding --corpus ding --jobs 2 --detach     # in the background (log file)
@@ -166,8 +169,10 @@ def train_mt_arguments(args: argparse.Namespace, arm: str, lr: float, seed: int,
 
 
 def gradinit_checkpoint(args: argparse.Namespace, arm: str, lr: float, seed: int) -> Path:
-    """Where --gradinit_once keeps the GradInit checkpoint of an arm's (init, lr, seed)."""
-    return Path(args.scratch) / args.name / "gradinit" / f"{INITS.get(arm, 'fairseq')}_lr{lr:g}_seed{seed}"
+    """Where --gradinit_once keeps the GradInit checkpoint of an arm's (init, optimizer, lr, seed); Adam's betas do not
+    enter GradInit's first step (the sign step), so settings that differ only in them share it."""
+    name = f"{INITS.get(arm, 'fairseq')}_{args.optimizer}_lr{lr:g}_seed{seed}"
+    return Path(args.scratch) / args.name / "gradinit" / name
 
 
 def make_gradinit_checkpoint(args: argparse.Namespace, arm: str, lr: float, seed: int) -> Path:
@@ -317,10 +322,17 @@ def gradinit_cost(group: list[dict[str, Any]]) -> str:
     return f"{mean_std(seconds, 0)} s ({mean_std(shares, 0)} %)"
 
 
+def sweep_commands(settings: dict[str, Any]) -> list[str]:
+    """The commands that ran this sweep's runs, oldest first (sweeps before this list kept only their first one)."""
+    return settings.get("commands", [settings["command"]] if "command" in settings else [])
+
+
 def write_report(args: argparse.Namespace, results: Path, settings: dict[str, Any]) -> str:
     """The markdown table (mean ± std over seeds per arm, optimizer setting and lr; stalled and diverged counts;
-    GradInit's cost; throughput) and the plot."""
+    GradInit's cost; throughput) of every run in the sweep, whichever command ran it, and the plot."""
     runs = load_runs(results)
+    arms = [arm for arm in ARMS if any(r["arm"] == arm for r in runs)]
+    lrs = sorted({r["lr"] for r in runs})
     plateau, margin = settings["unigram_plateau"], args.stall_margin
     for run in runs:
         run["stalled"] = is_stalled(run["valid_loss"], run["diverged"], plateau, margin)
@@ -329,9 +341,9 @@ def write_report(args: argparse.Namespace, results: Path, settings: dict[str, An
         "test BLEU | stalled | diverged | GradInit (share of run) | target tokens/s | runs |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for arm in args.arms:
+    for arm in arms:
         for setting in sorted({r["setting"] for r in runs}):
-            for lr in args.lrs:
+            for lr in lrs:
                 group = [r for r in runs if (r["arm"], r["setting"], r["lr"]) == (arm, setting, lr)]
                 if not group:
                     continue
@@ -348,14 +360,20 @@ def write_report(args: argparse.Namespace, results: Path, settings: dict[str, An
     table = "\n".join(lines)
     setting = optimizer_setting(args)
     planned = len(args.arms) * len(args.lrs) * len(args.seeds)
-    finished = sum(r["setting"] == setting and r["arm"] in args.arms and r["lr"] in args.lrs for r in runs)
+    finished = sum(
+        r["setting"] == setting and r["arm"] in args.arms and r["lr"] in args.lrs and r["seed"] in args.seeds
+        for r in runs
+    )
     wall = sum(r["wall_time_s"] for r in runs)
     vocabulary = "one shared vocabulary" if args.shared_vocab == "true" else "joint codes, separate vocabularies"
+    commands = "\n\n".join(f"    {command}" for command in sweep_commands(settings))
+    notes = results / "notes.md"  # what the script cannot know, e.g. what else shared the machine
+    notes_text = f"\n{notes.read_text().strip()}\n" if notes.is_file() else ""
     body = f"""# Stability sweep `{args.name}`
 
-{finished} of {planned} planned `{setting}` runs finished ({len(runs)} runs in all). Post-LN `{args.preset}`
-encoder-decoder, corpus `{args.corpus}`, {args.steps} steps, linear decay, label smoothing {args.label_smoothing},
-batches of {args.max_tokens} tokens, BPE {args.bpe_vocab_size} ({vocabulary}); no warmup except
+{finished} of {planned} runs of the last command (`{setting}`) finished ({len(runs)} runs in all). Post-LN
+`{args.preset}` encoder-decoder, corpus `{args.corpus}`, {args.steps} steps, linear decay, label smoothing
+{args.label_smoothing}, batches of {args.max_tokens} tokens, BPE {args.bpe_vocab_size} ({vocabulary}); no warmup except
 `fairseq+warmup` ({args.warmup_steps} steps); `+gradinit` arms: `{args.gradinit_args}`. Optimizer setting:
 `adamw-b0.9-0.98` is AdamW with betas (0.9, 0.98), `sgd-m0.9` SGD with momentum 0.9, and so on (weight decay only
 if `--extra_args` gives one). Seeds {args.seeds}. BLEU: sacreBLEU on detokenised text, beam 5 on the first
@@ -372,19 +390,19 @@ wall time; target tokens/s: the training throughput train_mt logged, averaged ov
 
 ![loss curves and final metrics against the learning rate](sweep.png)
 
-Machine: {settings["machine"]}. Sum of run wall times: {wall / 3600:.2f} h ({args.jobs} run(s) at a time).
-Command:
+Machine: {settings["machine"]}. Sum of run wall times: {wall / 3600:.2f} h ({args.jobs} run(s) at a time in the
+last command). Commands, in the order they ran (rerunning one resumes it):
 
-    {settings["command"]}
-
+{commands}
+{notes_text}
 Each run's exact train_mt command, loss curve and metrics are in `runs/`.
 """
     (results / "README.md").write_text(body)
-    plot(args, runs, plateau, results / "sweep.png")
+    plot(runs, arms, lrs, plateau, results / "sweep.png")
     return table
 
 
-def plot(args: argparse.Namespace, runs: list[dict[str, Any]], plateau: float, path: Path) -> None:
+def plot(runs: list[dict[str, Any]], arms: list[str], lrs: list[float], plateau: float, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -392,15 +410,15 @@ def plot(args: argparse.Namespace, runs: list[dict[str, Any]], plateau: float, p
 
     colors = dict(zip(ARMS, ("tab:gray", "tab:olive", "tab:red", "tab:blue", "tab:green", "tab:purple", "tab:brown")))
     markers = dict(zip(sorted({r["setting"] for r in runs}), "os^vD<>"))  # one marker per optimizer setting
-    fig, axes = plt.subplots(1, len(args.lrs) + 2, figsize=(4.2 * (len(args.lrs) + 2), 3.8), squeeze=False)
-    for ax, lr in zip(axes[0], args.lrs):
-        for run in (r for r in runs if r["lr"] == lr and r["arm"] in args.arms):
+    fig, axes = plt.subplots(1, len(lrs) + 2, figsize=(4.2 * (len(lrs) + 2), 3.8), squeeze=False)
+    for ax, lr in zip(axes[0], lrs):
+        for run in (r for r in runs if r["lr"] == lr):
             steps, losses = zip(*run["train_curve"]) if run["train_curve"] else ((), ())
             ax.plot(steps, losses, color=colors[run["arm"]], alpha=0.7, linewidth=1)
         ax.axhline(plateau, color="black", linestyle=":", linewidth=0.8)
         ax.set(title=f"lr {lr:g}: training loss", xlabel="step", ylabel="loss")
     for ax, key, label in ((axes[0][-2], "valid_loss", "final validation loss"), (axes[0][-1], "valid_bleu", "BLEU")):
-        for arm in args.arms:
+        for arm in arms:
             for setting, marker in markers.items():
                 points = [
                     (r["lr"], r[key]) for r in runs if (r["arm"], r["setting"]) == (arm, setting) and r[key] is not None
@@ -458,12 +476,12 @@ def main(argv: list[str] | None = None) -> None:
     settings_path = results / "sweep.json"
     settings = json.loads(settings_path.read_text()) if settings_path.exists() else {}
     if "unigram_plateau" not in settings:
-        settings = {
-            "unigram_plateau": unigram_plateau(args),
-            "machine": machine_description(),
-            "command": shlex.join(["python", "scripts/stability_sweep.py", *[a for a in argv if a != "--report_only"]]),
-        }
-        settings_path.write_text(json.dumps(settings, indent=1) + "\n")
+        settings = {"unigram_plateau": unigram_plateau(args), "machine": machine_description()}
+    command = shlex.join(["python", "scripts/stability_sweep.py", *[a for a in argv if a != "--report_only"]])
+    if not args.report_only and command not in sweep_commands(settings):
+        settings = {**settings, "commands": [*sweep_commands(settings), command]}
+    settings.pop("command", None)
+    settings_path.write_text(json.dumps(settings, indent=1) + "\n")
     if not args.report_only:
         setting = optimizer_setting(args)
         todo = [
@@ -475,16 +493,18 @@ def main(argv: list[str] | None = None) -> None:
         ]
         print(f"{len(todo)} runs to do", flush=True)
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            if args.gradinit_once:  # every GradInit first, then the training runs
-                needed = sorted({(arm, lr, seed) for arm, lr, seed in todo if arm.endswith("+gradinit")})
-                for target in pool.map(lambda job: make_gradinit_checkpoint(args, *job), needed):
-                    print(f"GradInit checkpoint {target.name} ready", flush=True)
-            for summary in pool.map(lambda job: run_one(args, results, settings["unigram_plateau"], *job), todo):
-                print(
-                    f"{summary['run']}: valid loss {summary['valid_loss']}, BLEU {summary['valid_bleu']}, "
-                    f"diverged {summary['diverged']}, {summary['wall_time_s']} s",
-                    flush=True,
-                )
+            for seed in args.seeds:  # seed by seed, so that a grid stopped early has whole seeds
+                jobs = [job for job in todo if job[2] == seed]
+                if args.gradinit_once:  # the seed's GradInit checkpoints first, then its training runs
+                    needed = [job for job in jobs if job[0].endswith("+gradinit")]
+                    for target in pool.map(lambda job: make_gradinit_checkpoint(args, *job), needed):
+                        print(f"GradInit checkpoint {target.name} ready", flush=True)
+                for summary in pool.map(lambda job: run_one(args, results, settings["unigram_plateau"], *job), jobs):
+                    print(
+                        f"{summary['run']}: valid loss {summary['valid_loss']}, BLEU {summary['valid_bleu']}, "
+                        f"diverged {summary['diverged']}, {summary['wall_time_s']} s",
+                        flush=True,
+                    )
     print(write_report(args, results, settings))
 
 

@@ -55,7 +55,8 @@ def test_tiny_grid_runs_reports_and_resumes(tmp_path, capsys):
     )
     assert summaries[f"fairseq_lr0.001_seed1_{ADAMW}"]["gradinit_wall_time_s"] is None
     report = (results / "README.md").read_text()
-    assert f"2 of 2 planned `{ADAMW}` runs finished" in report and f"| hf+gradinit | {ADAMW} | 0.001 |" in report
+    assert f"2 of 2 runs of the last command (`{ADAMW}`) finished" in report
+    assert f"| hf+gradinit | {ADAMW} | 0.001 |" in report
     assert (results / "sweep.png").stat().st_size > 10_000
     assert not any((tmp_path / "scratch" / "tiny").iterdir())  # run directories are removed once summarised
     settings = json.loads((results / "sweep.json").read_text())
@@ -74,13 +75,22 @@ def test_tiny_grid_runs_reports_and_resumes(tmp_path, capsys):
     assert after[f"hf-gradinit_lr0.001_seed1_{ADAMW}.json"] == before[f"hf-gradinit_lr0.001_seed1_{ADAMW}.json"]
     assert set(after) == set(before)
 
-    # Another optimizer setting is another run, side by side in the same sweep, with its own rows.
-    sweep.main(tiny_grid(tmp_path, "--optimizer", "sgd", "--momentum", "0.9", "--arms", "fairseq"))
+    # Another optimizer setting is another run, side by side in the same sweep, with its own rows; the report keeps
+    # every run and names every command that ran, with the notes a person wrote beside them.
+    (results / "notes.md").write_text("The first command shared the machine with the test suite.\n")
+    sgd_grid = tiny_grid(tmp_path, "--optimizer", "sgd", "--momentum", "0.9", "--arms", "fairseq")
+    sweep.main(sgd_grid)
     sgd = json.loads((results / "runs" / "fairseq_lr0.001_seed1_sgd-m0.9.json").read_text())
     assert "--optimizer sgd" in sgd["command"] and "--momentum 0.9" in sgd["command"] and sgd["adam_betas"] is None
     report = (results / "README.md").read_text()
     assert "| fairseq | sgd-m0.9 | 0.001 |" in report and f"| fairseq | {ADAMW} | 0.001 |" in report
+    assert f"| hf+gradinit | {ADAMW} | 0.001 |" in report  # an arm only the first command ran
     assert len(list((results / "runs").glob("*.json"))) == 3
+    commands = json.loads((results / "sweep.json").read_text())["commands"]
+    assert [shlex.split(command)[2:] for command in commands] == [tiny_grid(tmp_path), sgd_grid]
+    assert all(f"    {command}" in report for command in commands) and "shared the machine" in report
+    sweep.main([*sgd_grid, "--report_only"])  # a report or a rerun adds no command
+    assert json.loads((results / "sweep.json").read_text())["commands"] == commands
 
 
 def test_each_arm_gets_its_init_warmup_gradinit_and_the_optimizer(tmp_path):
@@ -150,7 +160,7 @@ def test_committed_results_still_report(tmp_path, name):
     """`--report_only` on sweeps committed before this version: the same runs, now with their optimizer setting."""
     results = tmp_path / name
     shutil.copytree(RESULTS / name, results)
-    command = shlex.split(json.loads((results / "sweep.json").read_text())["command"])[2:]
+    command = shlex.split(sweep.sweep_commands(json.loads((results / "sweep.json").read_text()))[0])[2:]
     sweep.main([*command, "--results_dir", str(tmp_path), "--report_only"])
     runs = [json.loads(path.read_text()) for path in (results / "runs").glob("*.json")]
     rows = [
@@ -197,3 +207,32 @@ def test_gradinit_once_makes_each_checkpoint_first_and_trains_from_it(tmp_path, 
     )
     sweep.make_gradinit_checkpoint(separate, "hf+gradinit", 1e-3, 2)
     assert calls[-1][calls[-1].index("--shared_vocab") + 1] == "false"  # the checkpoint has the run's layout
+    sgd = sweep.parse_arguments(["--name", "t", "--gradinit_once", "--scratch", str(tmp_path), "--optimizer", "sgd"])
+    assert sweep.make_gradinit_checkpoint(sgd, "hf+gradinit", 1e-3, 2) != checkpoint  # SGD's step is another GradInit
+    assert calls[-1][calls[-1].index("--optimizer") + 1] == "sgd"
+
+
+def test_a_grid_runs_seed_by_seed_with_each_seeds_gradinit_first(tmp_path, monkeypatch):
+    """A grid stopped early has whole seeds: seed 2's GradInit waits until seed 1's runs are done."""
+    results = tmp_path / "t"
+    results.mkdir()
+    (results / "sweep.json").write_text(json.dumps({"unigram_plateau": 6.0, "machine": "m"}))
+    order = []
+
+    def fake_gradinit(args, arm, lr, seed):
+        order.append(("gradinit", arm, seed))
+        return tmp_path / f"{arm}-{seed}"
+
+    def fake_run(args, results, plateau, arm, lr, seed):
+        order.append(("run", arm, seed))
+        _write_run(results, f"{arm}-{seed}", arm=arm, seed=seed, setting=ADAMW)
+        return {"run": arm, "valid_loss": 5.5, "valid_bleu": 1.0, "diverged": False, "wall_time_s": 1.0}
+
+    monkeypatch.setattr(sweep, "make_gradinit_checkpoint", fake_gradinit)
+    monkeypatch.setattr(sweep, "run_one", fake_run)
+    sweep.main(["--name", "t", "--results_dir", str(tmp_path), "--gradinit_once", "--lrs", "1e-3", "--seeds", "1",
+                "2", "--arms", "fairseq", "hf+gradinit"])  # fmt: skip
+    assert order == [
+        ("gradinit", "hf+gradinit", 1), ("run", "fairseq", 1), ("run", "hf+gradinit", 1),
+        ("gradinit", "hf+gradinit", 2), ("run", "fairseq", 2), ("run", "hf+gradinit", 2),
+    ]  # fmt: skip
