@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -13,12 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_script
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "stability_sweep.py"
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
-spec = importlib.util.spec_from_file_location("stability_sweep", SCRIPT)
-sweep = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(sweep)
+sweep = load_script("stability_sweep")
 
 
 def tiny_grid(tmp_path: Path, *extra: str) -> list[str]:

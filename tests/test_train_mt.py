@@ -3,7 +3,6 @@ library pieces it is built from (hf_gradinit.translation)."""
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import logging
@@ -19,6 +18,7 @@ import pytest
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
+from conftest import load_script
 from safetensors.torch import load_file
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
@@ -599,25 +599,19 @@ def test_quickstart_translates_with_a_saved_model(two_process_run: Path) -> None
 
 
 def test_dropout_gap_scores_both_splits_in_both_modes(two_process_run: Path) -> None:
-    losses = _script("dropout_gap").main([str(two_process_run / "final"), "--source", "toy", "--sentences", "16"])
+    losses = load_script("dropout_gap").main([str(two_process_run / "final"), "--source", "toy", "--sentences", "16"])
     assert set(losses) == {"train_eval_mode", "train_dropout_on", "validation_eval_mode", "validation_dropout_on"}
     assert all(math.isfinite(value) for value in losses.values())
     assert losses["train_eval_mode"] != losses["train_dropout_on"]  # dropout 0.1: the modes differ
 
 
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, SCRIPT.parents[2] / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_source_ablation_keeps_each_target_and_gives_it_another_source() -> None:
     pairs = [{"de": f"q{i}", "en": f"t{i}"} for i in range(3)]
-    rolled = _script("source_ablation").with_other_sources(pairs)
+    source_ablation = load_script("source_ablation")
+    rolled = source_ablation.with_other_sources(pairs)
     assert rolled == [{"de": "q1", "en": "t0"}, {"de": "q2", "en": "t1"}, {"de": "q0", "en": "t2"}]
     with pytest.raises(ValueError, match="at least 2 pairs"):
-        _script("source_ablation").with_other_sources(pairs[:1])
+        source_ablation.with_other_sources(pairs[:1])
 
 
 @pytest.mark.parametrize("layout", ["shared", "separate"])
@@ -625,7 +619,7 @@ def test_source_ablation_scores_own_and_other_sources(layout: str, request: pyte
     run = request.getfixturevalue("two_process_run" if layout == "shared" else "separate_run")
     shared = "true" if layout == "shared" else "false"
     argv = [str(run / "final"), "--source", "toy", "--sentences", "16", "--shared_vocab", shared]
-    losses = _script("source_ablation").main(argv)
+    losses = load_script("source_ablation").main(argv)
     assert all(math.isfinite(value) for value in losses.values())
     assert losses["another_source"] != losses["own_source"]  # the sources were swapped: the model sees other input
     assert losses["difference"] == pytest.approx(losses["another_source"] - losses["own_source"])

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "vision_sweep.py"
-spec = importlib.util.spec_from_file_location("vision_sweep", SCRIPT)
-sweep = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(sweep)
+from conftest import load_script
+
+sweep = load_script("vision_sweep")
 
 
 def tiny_grid(tmp_path: Path) -> list[str]:
