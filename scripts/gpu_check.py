@@ -1,75 +1,126 @@
-"""The GPU check of issue "Evidence II", as one command for a lent GPU (sized for about 8 minutes on an H200).
+"""The GPU check of issue "Evidence II", as one command for a lent GPU, in phases that fit a deadline.
 
-1. `bench_gradinit.py` on CUDA at d=512 (the `iwslt14-de-en` width), with PyTorch's SDPA kernels and with the math
-   backend: every step kind against a training step, and the finite-difference constraint step's accuracy.
+Phases, most valuable first; each starts only with time left, and one still running at `--deadline_s` is stopped:
+
+1. `bench_gradinit.py` on CUDA at d=512 (the `iwslt14-de-en` width), PyTorch's SDPA kernels: every step kind against
+   a training step, and the finite-difference constraint step's accuracy.
 2. `stability_sweep.py --gradinit_once` on the paper's model (`iwslt14-de-en` preset, bf16 autocast, 4096-token
-   batches, no warmup except fairseq+warmup): first the published-settings GradInit (780 iterations, tau 2.5e-3,
-   gamma 1000 on ||g||_1, eta by the default rule: 2 x lr) once per init, lr and seed, timed on its own; then
-   `--steps` updates of fairseq, fairseq+warmup, fairseq+gradinit, hf and hf+gradinit at lr 5e-4 and 1e-3,
-   many at a time. Each run records both validation losses (eval mode, and dropout on): the stalled-run anomaly.
-Everything lands in `docs/results/<name>/` (and `$OUT` when set, for the device tool); rerunning resumes.
+   batches) at the paper's lr 5e-4: the published-settings GradInit (780 iterations, tau 2.5e-3, gamma 1000 on
+   ||g||_1, eta by the default rule: 2 x lr = the paper's 1e-3) once per init and seed, timed on its own; then
+   `--steps` updates of fairseq, fairseq+warmup, fairseq+gradinit, hf and hf+gradinit side by side. Each run
+   records both validation losses (eval mode, and dropout on): the stalled-run anomaly.
+3. The same bench with the math SDPA backend (train, objective and finite-difference constraint steps): what the
+   fused attention kernels are worth.
+4. The sweep at lr 1e-3, if time is left.
 
-    python scripts/gpu_check.py                          # Ding if installed (or carried: --corpus FILE), else toy
-    python scripts/gpu_check.py --steps 1000 --seeds 1   # a smaller check
+Results land in `docs/results/<name>/` (rerunning resumes) and, when `$OUT` is set (the device tool), in
+`$OUT/<name>.tar.gz` with the partial logs of stopped runs (`partial/<run>/metrics.jsonl`: loss curve, throughput).
 
-Not yet run: no GPU was lent to the session that wrote it, so its wall time is an estimate (GradInit: 780
-iterations of ~3 passes of a 4096-token batch, ~1 min each alone; training: ten runs sharing the GPU at ~50
-updates/s together), not a measurement.
+    python scripts/gpu_check.py                                    # Ding if installed (or --corpus FILE), else toy
+    python scripts/gpu_check.py --deadline_s 300 --steps 500       # a smaller check
+
+Not yet run on a GPU (none was lent to the sessions that wrote it); a CPU smoke run (`--skip_bench --corpus toy
+--preset small --steps 4 --gradinit_args "--gradinit_iterations 2"`) checked the phases, the deadline and the archive.
+On the device tool the package's `mt` needs that its image lacks or has too old (datasets 4.0.0 with dill 0.3.8,
+multiprocess 0.70.16, fsspec 2025.3.0; transformers 5.18.0) travel as wheels, and Ding as a gzip unpacked to its path.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
+import signal
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DING = Path("/usr/share/trans/de-en")
+ARMS = ("fairseq", "fairseq+warmup", "fairseq+gradinit", "hf", "hf+gradinit")
+MATH_VARIANTS = ("train step", "objective step", "constraint step, finite difference")
+
+
+def run_until(command: list[str], deadline: float, log: Path) -> str:
+    """Run `command` (in its own process group, output to `log`) until it ends or `deadline` passes; print the log
+    and return how it ended."""
+    left = deadline - time.monotonic()
+    if left < 30:
+        print(f"skipped (only {left:.0f} s left): {log.name}", flush=True)
+        return "skipped"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    with log.open("w") as output:
+        child = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            child.wait(timeout=left)
+            ended = f"exit {child.returncode}"
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+            ended = "stopped at the deadline"
+    print(log.read_text(), f"-> {log.name}: {ended}", sep="\n", flush=True)
+    return ended
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--name", default="ding-iwslt14-gpu", help="docs/results/<name>/ for the sweep.")
     parser.add_argument("--corpus", default=None, help="train_mt --source (default: ding if installed, else toy).")
+    parser.add_argument("--preset", default="iwslt14-de-en")
+    parser.add_argument("--d_model", type=int, default=512, help="Width of the benchmarked model.")
     parser.add_argument("--steps", type=int, default=2000, help="Training updates per run.")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--jobs", type=int, default=10, help="Runs sharing the GPU.")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1])
+    parser.add_argument(
+        "--gradinit_args",
+        default="--gradinit_iterations 780 --gradinit_scale_lr 2.5e-3 --gradinit_grad_norm_bound 1000",
+        help="The +gradinit arms' settings (default: the published ones; eta by the default rule).",
+    )
+    parser.add_argument("--deadline_s", type=float, default=540, help="Stop everything this long after the start.")
     parser.add_argument("--skip_bench", action="store_true")
     args = parser.parse_args()
     corpus = args.corpus or ("ding" if DING.is_file() else "toy")
     out = Path(os.environ["OUT"]) if os.environ.get("OUT") else None
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    started = time.perf_counter()
+    logs = out or Path(tempfile.mkdtemp(prefix="gpu_check-"))
+    deadline = time.monotonic() + args.deadline_s
+    results = REPO / "docs" / "results" / args.name
+    scratch = REPO / "runs" / "sweep" / args.name
+
+    def bench(attention: str, variants: tuple[str, ...] | None = None) -> None:
+        command = [
+            sys.executable, str(REPO / "scripts" / "bench_gradinit.py"), "--device", "cuda", "--d_model",
+            str(args.d_model), "--batch_size", "64", "--length", "64", "--attention", attention,
+        ]  # fmt: skip
+        if variants:
+            command += ["--variants", *variants]
+        run_until(command, deadline, logs / f"bench-{attention}.md")
+
+    def sweep_command(*lrs: str) -> list[str]:
+        return [
+            sys.executable, str(REPO / "scripts" / "stability_sweep.py"), "--name", args.name, "--corpus", corpus,
+            "--preset", args.preset, "--steps", str(args.steps), "--lrs", *lrs, "--seeds", *map(str, args.seeds),
+            "--arms", *ARMS, "--warmup_steps", str(args.steps // 5), "--max_tokens", "4096",
+            "--bpe_vocab_size", "8000", "--jobs", str(len(ARMS)), "--threads", "1", "--gradinit_once",
+            "--extra_args", "--mixed_precision bf16", "--gradinit_args", args.gradinit_args,
+        ]  # fmt: skip
 
     if not args.skip_bench:
-        for attention in ("default", "math"):
-            command = [
-                sys.executable, str(REPO / "scripts" / "bench_gradinit.py"), "--device", "cuda", "--d_model", "512",
-                "--batch_size", "64", "--length", "64", "--attention", attention,
-            ]  # fmt: skip
-            bench = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
-            print(bench, flush=True)
-            if out:
-                (out / f"bench-{attention}.md").write_text(bench)
-
-    sweep = [
-        sys.executable, str(REPO / "scripts" / "stability_sweep.py"), "--name", args.name, "--corpus", corpus,
-        "--preset", "iwslt14-de-en", "--steps", str(args.steps), "--lrs", "5e-4", "1e-3",
-        "--seeds", *map(str, args.seeds), "--arms", "fairseq", "fairseq+warmup", "fairseq+gradinit", "hf",
-        "hf+gradinit", "--warmup_steps", "400", "--max_tokens", "4096", "--bpe_vocab_size", "8000",
-        "--jobs", str(args.jobs), "--threads", "1", "--gradinit_once", "--extra_args", "--mixed_precision bf16",
-        "--gradinit_args",
-        "--gradinit_iterations 780 --gradinit_scale_lr 2.5e-3 --gradinit_grad_norm_bound 1000",
-    ]  # fmt: skip
-    subprocess.run(sweep, env=env, check=True)
-    print(f"gpu_check: {time.perf_counter() - started:.0f} s", flush=True)
-    if out:
-        results = REPO / "docs" / "results" / args.name
-        shutil.make_archive(str(out / args.name), "gztar", results.parent, results.name)
+        bench("default")
+    run_until(sweep_command("5e-4"), deadline, logs / "sweep-lr5e-4.log")
+    if not args.skip_bench:
+        bench("math", MATH_VARIANTS)
+    run_until(sweep_command("1e-3"), deadline, logs / "sweep-lr1e-3.log")
+    if results.exists():  # the table of whatever finished, over both learning rates
+        report = [*sweep_command("5e-4", "1e-3"), "--report_only"]
+        subprocess.run(report, env={**os.environ, "HF_HUB_OFFLINE": "1"}, check=False)
+    if out and results.exists():
+        with tarfile.open(out / f"{args.name}.tar.gz", "w:gz") as archive:
+            archive.add(results, arcname=args.name)
+            for metrics in scratch.glob("*/metrics.jsonl"):  # runs stopped at the deadline
+                archive.add(metrics, arcname=f"{args.name}/partial/{metrics.parent.name}/metrics.jsonl")
+            for scales in scratch.glob("gradinit/*/gradinit_scales.json"):
+                archive.add(scales, arcname=f"{args.name}/gradinit/{scales.parent.name}/gradinit_scales.json")
 
 
 if __name__ == "__main__":
