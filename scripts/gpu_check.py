@@ -43,13 +43,13 @@ ARMS = ("fairseq", "fairseq+warmup", "fairseq+gradinit", "hf", "hf+gradinit")
 MATH_VARIANTS = ("train step", "objective step", "constraint step, finite difference")
 
 
-def run_until(command: list[str], deadline: float, log: Path) -> str:
+def run_until(command: list[str], deadline: float, log: Path) -> None:
     """Run `command` (in its own process group, output to `log`) until it ends or `deadline` passes; print the log
-    and return how it ended."""
+    and how it ended."""
     left = deadline - time.monotonic()
     if left < 30:
         print(f"skipped (only {left:.0f} s left): {log.name}", flush=True)
-        return "skipped"
+        return
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     with log.open("w") as output:
         child = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
@@ -61,7 +61,6 @@ def run_until(command: list[str], deadline: float, log: Path) -> str:
             child.wait()
             ended = "stopped at the deadline"
     print(log.read_text(), f"-> {log.name}: {ended}", sep="\n", flush=True)
-    return ended
 
 
 def main() -> None:
