@@ -1,6 +1,7 @@
 """The GPU check of issue "Evidence II", as one command for a lent GPU, in phases that fit a deadline.
 
-Phases, most valuable first; each starts only with time left, and one still running at `--deadline_s` is stopped:
+Phases: the short benchmark, then the sweeps and benchmark in order of value; each starts only with time left,
+and one still running at `--deadline_s` is stopped:
 
 1. `bench_gradinit.py` on CUDA at d=512 (the `iwslt14-de-en` width), PyTorch's SDPA kernels: every step kind against
    a training step, and the finite-difference constraint step's accuracy.
