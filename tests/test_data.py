@@ -403,6 +403,9 @@ def test_restrict_bpe_vocabulary_and_load_tokenizer_errors(tmp_path):
         restrict_bpe_vocabulary(word_level, ["a"])
     with pytest.raises(ValueError, match=f"No tokenizer could be loaded from .*{TARGET_TOKENIZER_DIR}"):
         load_tokenizer(tmp_path, subfolder=TARGET_TOKENIZER_DIR)
+    missing = tmp_path / "runs" / "gradinit" / "typo"  # reads as neither a directory nor a Hub repo id
+    with pytest.raises(ValueError, match="'.*typo' is not a local directory: check the path"):
+        load_tokenizer(missing)
 
 
 def test_tokenize_translation_with_a_target_tokenizer(toy_corpus):
