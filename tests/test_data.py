@@ -404,7 +404,8 @@ def test_restrict_bpe_vocabulary_and_load_tokenizer_errors(tmp_path):
     with pytest.raises(ValueError, match=f"No tokenizer could be loaded from .*{TARGET_TOKENIZER_DIR}"):
         load_tokenizer(tmp_path, subfolder=TARGET_TOKENIZER_DIR)
     missing = tmp_path / "runs" / "gradinit" / "typo"  # reads as neither a directory nor a Hub repo id
-    with pytest.raises(ValueError, match="'.*typo' is not a local directory: check the path"):
+    hint = "not a local directory, so it was read as a Hub id: check the path"
+    with pytest.raises(ValueError, match=rf"'.*typo' \({hint}\)"):
         load_tokenizer(missing)
 
 

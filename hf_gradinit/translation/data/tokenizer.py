@@ -163,8 +163,8 @@ def load_tokenizer(path: str | os.PathLike[str], subfolder: str | None = None) -
     try:
         tokenizer = AutoTokenizer.from_pretrained(os.fspath(path), **({"subfolder": subfolder} if subfolder else {}))
     except (OSError, ValueError) as error:
-        # A mistyped local path otherwise reads as a Hub error ("Repo id must be in the form ...").
-        missing = "" if os.path.isdir(path) else f" ({os.fspath(path)!r} is not a local directory: check the path)"
+        # A mistyped local path otherwise reads as a bare Hub error ("Repo id must be in the form ...").
+        missing = "" if os.path.isdir(path) else " (not a local directory, so it was read as a Hub id: check the path)"
         raise ValueError(f"No tokenizer could be loaded from {where!r}{missing}: {error}") from error
     if tokenizer.pad_token_id is None or tokenizer.eos_token_id is None:
         raise ValueError(f"The tokenizer at {where!r} has no pad or eos token; translation needs both.")
