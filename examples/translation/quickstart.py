@@ -1,5 +1,5 @@
 """GradInit's effect in one command: the same Post-LN Transformer trained twice without warmup, without and with
-GradInit, on the generated German-English grammar, in about 6-7 minutes on 2 CPU cores; then three test translations
+GradInit, on the generated German-English grammar, in about 6½-9 minutes on 2 CPU cores; then three test translations
 from each.
 
     python examples/translation/quickstart.py                     # the toy grammar (always available)
