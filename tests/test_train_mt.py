@@ -37,6 +37,7 @@ from hf_gradinit.translation import (
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "translation"
 SCRIPT = EXAMPLES / "train_mt.py"
+RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 sys.path.insert(0, str(EXAMPLES))
 import train_mt  # noqa: E402
 
@@ -595,7 +596,24 @@ def test_quickstart_translates_with_a_saved_model(two_process_run: Path) -> None
 
     translations = quickstart.translate(two_process_run / "final", ["Der Hund sieht den Mann .", "Die Frau schläft ."])
     assert len(translations) == 2 and all(isinstance(text, str) for text in translations)
-    assert quickstart.STEPS == 400 and quickstart.LEARNING_RATE > 0
+
+
+def test_quickstart_setting_is_the_grids_pick() -> None:
+    """The quickstart runs the setting that plan line 7's rule picks from its committed grid (docs/results/README.md):
+    a rate where every `hf+gradinit` run translates (valid BLEU >= 10) and no `hf` run does, the highest mean BLEU."""
+    import quickstart
+
+    runs = [json.loads(path.read_text()) for path in (RESULTS / "toy-small-400-1k" / "runs").glob("*.json")]
+    bleu: dict[tuple[str, float], list[float]] = {}
+    for run in runs:
+        bleu.setdefault((run["arm"], run["lr"]), []).append(run["valid_bleu"])
+    rates = {lr for _, lr in bleu}
+    with_gradinit, alone = f"{quickstart.INIT}+gradinit", quickstart.INIT
+    qualifying = [lr for lr in rates if min(bleu[with_gradinit, lr]) >= 10 and max(bleu[alone, lr]) < 10]
+    assert len(runs) == 18 and qualifying
+    assert quickstart.LEARNING_RATE == max(qualifying, key=lambda lr: sum(bleu[with_gradinit, lr]))
+    assert all(f"--max_tokens {quickstart.MAX_TOKENS} " in run["command"] for run in runs)
+    assert all(f"--max_steps {quickstart.STEPS} " in run["command"] for run in runs)
 
 
 def test_dropout_gap_scores_both_splits_in_both_modes(two_process_run: Path) -> None:
