@@ -20,16 +20,22 @@ Results land in `docs/results/<name>/` (rerunning resumes) and, when `$OUT` is s
     python scripts/gpu_check.py                                    # Ding if installed (or --corpus FILE), else toy
     python scripts/gpu_check.py --deadline_s 300 --steps 500       # a smaller check
 
+On the device tool, whose image lacks datasets and has too old a transformers, and which reaches no registry:
+first, here, `python scripts/gpu_check.py --prepare` (needs `apt-get install trans-de-en`) puts what the package's
+`mt` needs beyond that image (`DEVICE_WHEELS`: pyproject's lower bounds, on which CI's second pass runs the suite)
+and Ding's corpus into `.gpu/` (ignored by git), and prints the device command, which carries `.gpu`, installs the
+wheels, unpacks Ding to its path and runs this script (`DEVICE_COMMAND`).
+
 Not yet run on a GPU (none was lent to the sessions that wrote it); a CPU smoke run (`--skip_bench --corpus toy
 --preset small --steps 4 --gradinit_args "--gradinit_iterations 2"`) checked the phases, the deadline and the archive.
-On the device tool the package's `mt` needs that its image lacks or has too old (datasets 4.0.0 with dill 0.3.8,
-multiprocess 0.70.16, fsspec 2025.3.0; transformers 5.18.0) travel as wheels, and Ding as a gzip unpacked to its path.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,6 +48,26 @@ REPO = Path(__file__).resolve().parents[1]
 DING = Path("/usr/share/trans/de-en")
 ARMS = ("fairseq", "fairseq+warmup", "fairseq+gradinit", "hf", "hf+gradinit")
 MATH_VARIANTS = ("train step", "objective step", "constraint step, finite difference")
+KIT = REPO / ".gpu"  # what the device run carries (`--prepare`)
+DEVICE_WHEELS = ("transformers==5.18.0", "datasets==4.0.0", "dill==0.3.8", "multiprocess==0.70.16", "fsspec==2025.3.0")
+DEVICE_PYTHON = "3.12"  # the device image's
+DEVICE_COMMAND = (
+    "python3 -m pip install -q --no-index --no-deps .gpu/wheels/*.whl && mkdir -p /usr/share/trans && "
+    "gunzip -c .gpu/de-en.gz > /usr/share/trans/de-en && PYTHONPATH=. python3 scripts/gpu_check.py"
+)
+
+
+def prepare(kit: Path = KIT, ding: Path = DING) -> None:
+    """Put the wheels the device image lacks and Ding's corpus into `kit`, for the device run to carry."""
+    if not ding.is_file():
+        raise SystemExit(f"{ding} is missing: `apt-get install trans-de-en` puts Ding's De-En sentences there.")
+    wheels = kit / "wheels"
+    shutil.rmtree(wheels, ignore_errors=True)
+    kit.mkdir(parents=True, exist_ok=True)
+    download = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:"]
+    subprocess.run([*download, "--python-version", DEVICE_PYTHON, "--dest", str(wheels), *DEVICE_WHEELS], check=True)
+    with ding.open("rb") as source, gzip.open(kit / "de-en.gz", "wb") as target:
+        shutil.copyfileobj(source, target)
 
 
 def run_until(command: list[str], deadline: float, log: Path) -> None:
@@ -77,9 +103,14 @@ def main() -> None:
         default="--gradinit_iterations 780 --gradinit_scale_lr 2.5e-3 --gradinit_grad_norm_bound 1000",
         help="The +gradinit arms' settings (default: the published ones; eta by the default rule).",
     )
-    parser.add_argument("--deadline_s", type=float, default=540, help="Stop everything this long after the start.")
+    parser.add_argument("--deadline_s", type=float, default=450, help="Stop everything this long after the start.")
     parser.add_argument("--skip_bench", action="store_true")
+    parser.add_argument("--prepare", action="store_true", help="Here, not on the GPU: fill .gpu/ for the device run.")
     args = parser.parse_args()
+    if args.prepare:
+        prepare()
+        print(f"Ready. The device tool's call: run(carry=['.gpu'], timeout_s=540, command={DEVICE_COMMAND!r})")
+        return
     corpus = args.corpus or ("ding" if DING.is_file() else "toy")
     out = Path(os.environ["OUT"]) if os.environ.get("OUT") else None
     logs = out or Path(tempfile.mkdtemp(prefix="gpu_check-"))
