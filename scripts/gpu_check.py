@@ -52,8 +52,8 @@ KIT = REPO / ".gpu"  # what the device run carries (`--prepare`)
 DEVICE_WHEELS = ("transformers==5.18.0", "datasets==4.0.0", "dill==0.3.8", "multiprocess==0.70.16", "fsspec==2025.3.0")
 DEVICE_PYTHON = "3.12"  # the device image's
 DEVICE_COMMAND = (
-    "python3 -m pip install -q --no-index --no-deps .gpu/wheels/*.whl && mkdir -p /usr/share/trans && "
-    "gunzip -c .gpu/de-en.gz > /usr/share/trans/de-en && PYTHONPATH=. python3 scripts/gpu_check.py"
+    f"python3 -m pip install -q --no-index --no-deps .gpu/wheels/*.whl && mkdir -p {DING.parent} && "
+    f"gunzip -c .gpu/de-en.gz > {DING} && PYTHONPATH=. python3 scripts/gpu_check.py"
 )
 
 
