@@ -48,16 +48,16 @@ REPO = Path(__file__).resolve().parents[1]
 DING = Path("/usr/share/trans/de-en")
 ARMS = ("fairseq", "fairseq+warmup", "fairseq+gradinit", "hf", "hf+gradinit")
 MATH_VARIANTS = ("train step", "objective step", "constraint step, finite difference")
-KIT = REPO / ".gpu"  # what the device run carries (`--prepare`)
+KIT = ".gpu"  # what the device run carries (`--prepare`), relative to the repository root
 DEVICE_WHEELS = ("transformers==5.18.0", "datasets==4.0.0", "dill==0.3.8", "multiprocess==0.70.16", "fsspec==2025.3.0")
 DEVICE_PYTHON = "3.12"  # the device image's
 DEVICE_COMMAND = (
-    f"python3 -m pip install -q --no-index --no-deps .gpu/wheels/*.whl && mkdir -p {DING.parent} && "
-    f"gunzip -c .gpu/de-en.gz > {DING} && PYTHONPATH=. python3 scripts/gpu_check.py"
+    f"python3 -m pip install -q --no-index --no-deps {KIT}/wheels/*.whl && mkdir -p {DING.parent} && "
+    f"gunzip -c {KIT}/de-en.gz > {DING} && PYTHONPATH=. python3 scripts/gpu_check.py"
 )
 
 
-def prepare(kit: Path = KIT, ding: Path = DING) -> None:
+def prepare(kit: Path = REPO / KIT, ding: Path = DING) -> None:
     """Put the wheels the device image lacks and Ding's corpus into `kit`, for the device run to carry."""
     if not ding.is_file():
         raise SystemExit(f"{ding} is missing: `apt-get install trans-de-en` puts Ding's De-En sentences there.")
@@ -109,7 +109,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.prepare:
         prepare()
-        print(f"Ready. The device tool's call: run(carry=['.gpu'], timeout_s=540, command={DEVICE_COMMAND!r})")
+        print(f"Ready. The device tool's call: run(carry=[{KIT!r}], timeout_s=540, command={DEVICE_COMMAND!r})")
         return
     corpus = args.corpus or ("ding" if DING.is_file() else "toy")
     out = Path(os.environ["OUT"]) if os.environ.get("OUT") else None
